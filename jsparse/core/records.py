@@ -1,0 +1,150 @@
+"""Records and checkpoints: atomic files that survive a crash mid-write.
+
+* `environment()` — the facts a result needs to be reproducible (versions, backend, devices).
+* `write_json` / `read_json` — atomic JSON with NumPy/JAX values converted to plain Python.
+* `save_pytree` / `load_pytree` — a pytree of arrays in one `.npz`, written atomically, read
+  back into the structure of a template (so a resumed run gets exactly the saved arrays).
+
+Atomicity: every file is written to a temporary name in the same folder and moved into place
+with `os.replace`, so a run killed at any instant leaves either the old file or the new one,
+never a truncated one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = [
+    "environment",
+    "to_builtin",
+    "atomic_write_bytes",
+    "write_json",
+    "read_json",
+    "save_pytree",
+    "load_pytree",
+]
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware facts recorded beside every result."""
+    import flax
+    import optax
+
+    devices = jax.devices()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "jaxlib": getattr(jax.lib, "__version__", None) or _jaxlib_version(),
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in devices],
+        "device_count": len(devices),
+        "x64": bool(jax.config.jax_enable_x64),
+    }
+
+
+def _jaxlib_version() -> str | None:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except Exception:  # pragma: no cover - informational only
+        return None
+
+
+def to_builtin(obj: Any) -> Any:
+    """Convert NumPy/JAX scalars and arrays (and containers of them) to JSON-ready Python.
+
+    Non-finite floats become `None` (JSON has no NaN); tuples become lists.
+    """
+    if isinstance(obj, dict):
+        return {str(k): to_builtin(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_builtin(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (jax.Array, np.ndarray, np.generic)):
+        arr = np.asarray(obj)
+        if np.iscomplexobj(arr):
+            return to_builtin({"real": arr.real, "imag": arr.imag})
+        return to_builtin(arr.tolist()) if arr.ndim else to_builtin(arr.item())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file in the same folder + `os.replace`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically write `obj` as indented JSON (NumPy/JAX values converted)."""
+    text = json.dumps(to_builtin(obj), indent=2, sort_keys=False)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_pytree(path: str | os.PathLike, tree: Any) -> None:
+    """Save the leaves of a pytree of arrays to one `.npz`, atomically.
+
+    The structure is not pickled: `load_pytree` needs a template with the same structure
+    (for example the freshly initialised state), which keeps checkpoints safe to load.
+    """
+    import io
+
+    leaves = jax.tree_util.tree_leaves(tree)
+    buf = io.BytesIO()
+    np.savez(buf, **{f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_pytree(path: str | os.PathLike, template: Any) -> Any:
+    """Load a `.npz` written by `save_pytree` into the structure of `template`.
+
+    Raises:
+      ValueError: the file's leaf count, shapes or dtypes differ from the template
+        (the error names the file).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    with np.load(path) as data:
+        keys = sorted(data.files)
+        if len(keys) != len(leaves):
+            raise ValueError(f"{path}: holds {len(keys)} arrays, the template has {len(leaves)} leaves")
+        loaded = []
+        for key, ref in zip(keys, leaves):
+            arr = data[key]
+            if arr.shape != np.shape(ref) or arr.dtype != np.asarray(ref).dtype:
+                raise ValueError(
+                    f"{path}: {key} has shape {arr.shape} dtype {arr.dtype}, "
+                    f"expected {np.shape(ref)} {np.asarray(ref).dtype}"
+                )
+            loaded.append(arr)
+    return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(a) for a in loaded])

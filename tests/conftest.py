@@ -1,0 +1,25 @@
+"""Test-process setup. Runs before any test module imports jax.
+
+* XLA_FLAGS: disable the concurrency-optimised CPU scheduler, which can hang vmapped batched
+  `eigh` on jaxlib 0.10.x with 2 cores (docs/troubleshooting.md). Every test also has a timeout
+  (pyproject: pytest-timeout) so that a hang fails fast.
+* Rank promotion raises: silent broadcasting of mismatched ranks is a bug in library code.
+"""
+import os
+
+_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+if _FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
+os.environ.setdefault("JSPARSE_PROGRESS", "0")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def x64():
+    """Run the test body with 64-bit types enabled (whatever JAX_ENABLE_X64 says)."""
+    with jax.enable_x64(True):
+        yield

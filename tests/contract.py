@@ -1,0 +1,143 @@
+"""The contract every jsparse algorithm honours, as a reusable test suite.
+
+Register an algorithm by subclassing `ContractSuite` in a test module and setting `case`::
+
+    class TestFistaContract(ContractSuite):
+        case = ContractCase(
+            name="fista",
+            fn=functools.partial(jsparse.lasso.fista, lam=0.1, max_iters=50),
+            make_inputs=make_lasso_problem,              # (key, dtype) -> tuple of arrays
+            dtypes=(jnp.float32, jnp.float64, jnp.complex64, jnp.complex128),
+            bad_inputs=[BadInput(args=..., match="y")],
+        )
+
+The suite checks: jit == no-jit; vmap over a batch == a Python loop; a second call with new
+data of the same shapes compiles nothing; every dtype works and inexact outputs keep the
+input's precision; each bad input raises a ValueError whose message matches `match`.
+Float64 and complex128 cases run inside `jax.enable_x64(True)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+
+@dataclasses.dataclass(frozen=True)
+class BadInput:
+    """Arguments that must raise `ValueError` matching `match` (a regex, usually the argument name)."""
+
+    args: Callable[[], tuple] | tuple
+    match: str
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContractCase:
+    name: str
+    fn: Callable[..., Any]
+    make_inputs: Callable[[jax.Array, Any], tuple]
+    dtypes: Sequence[Any] = (jnp.float32, jnp.float64)
+    bad_inputs: Sequence[BadInput] = ()
+    batch_size: int = 3
+    rtol: float = 2e-4
+    atol: float = 2e-5
+    # Output leaves compared by the tests; default all. Lets a case skip e.g. noisy traces.
+    select: Callable[[Any], Any] = lambda out: out
+
+
+def _is_wide(dtype) -> bool:
+    return jnp.dtype(dtype) in (jnp.dtype(jnp.float64), jnp.dtype(jnp.complex128))
+
+
+def _ctx(dtype):
+    return jax.enable_x64(True) if _is_wide(dtype) else jax.enable_x64(jax.config.jax_enable_x64)
+
+
+def _assert_close(a, b, rtol, atol, what):
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert len(la) == len(lb), what
+    for x, y in zip(la, lb):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.shape == y.shape, f"{what}: shape {x.shape} vs {y.shape}"
+        if np.issubdtype(x.dtype, np.inexact):
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=what)
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=what)
+
+
+class _CompileCounter:
+    def __init__(self):
+        self.count = 0
+        self.active = False
+
+    def __call__(self, name, *_, **__):
+        if self.active and name == "/jax/core/compile/backend_compile_duration":
+            self.count += 1
+
+
+_COUNTER = _CompileCounter()
+jax.monitoring.register_event_duration_secs_listener(_COUNTER)
+
+
+class ContractSuite:
+    case: ContractCase
+
+    def _inputs(self, seed, dtype):
+        return self.case.make_inputs(jax.random.PRNGKey(seed), dtype)
+
+    @pytest.fixture(params=["dtype0", "dtype1", "dtype2", "dtype3"])
+    def dtype(self, request):
+        i = int(request.param[-1])
+        if i >= len(self.case.dtypes):
+            pytest.skip("dtype not supported by this algorithm")
+        return self.case.dtypes[i]
+
+    def test_jit_matches_eager(self, dtype):
+        with _ctx(dtype):
+            inputs = self._inputs(0, dtype)
+            eager = self.case.select(self.case.fn(*inputs))
+            jitted = self.case.select(jax.jit(self.case.fn)(*inputs))
+            _assert_close(jitted, eager, self.case.rtol, self.case.atol, f"{self.case.name}: jit vs eager")
+
+    def test_vmap_matches_loop(self, dtype):
+        with _ctx(dtype):
+            batch = [self._inputs(seed, dtype) for seed in range(self.case.batch_size)]
+            stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
+            batched = self.case.select(jax.vmap(self.case.fn)(*stacked))
+            for i, inputs in enumerate(batch):
+                single = self.case.select(self.case.fn(*inputs))
+                row = jax.tree_util.tree_map(lambda x: x[i], batched)
+                _assert_close(row, single, self.case.rtol, self.case.atol, f"{self.case.name}: vmap row {i}")
+
+    def test_no_retrace_on_new_data(self, dtype):
+        with _ctx(dtype):
+            fn = self.case.fn
+            jax.block_until_ready(fn(*self._inputs(0, dtype)))
+            _COUNTER.count, _COUNTER.active = 0, True
+            try:
+                jax.block_until_ready(fn(*self._inputs(1, dtype)))
+            finally:
+                _COUNTER.active = False
+            assert _COUNTER.count == 0, f"{self.case.name}: recompiled {_COUNTER.count} times on new data"
+
+    def test_dtype_is_kept(self, dtype):
+        with _ctx(dtype):
+            out = self.case.fn(*self._inputs(0, dtype))
+            want = jnp.finfo(jnp.dtype(dtype)).dtype  # real precision of the input
+            for leaf in jax.tree_util.tree_leaves(self.case.select(out)):
+                leaf = jnp.asarray(leaf)
+                if jnp.issubdtype(leaf.dtype, jnp.inexact):
+                    assert jnp.finfo(leaf.dtype).dtype == want, f"{self.case.name}: {leaf.dtype} from {dtype}"
+
+    def test_bad_inputs_raise(self):
+        if not self.case.bad_inputs:
+            pytest.skip("no bad inputs registered")
+        for bad in self.case.bad_inputs:
+            args = bad.args() if callable(bad.args) else bad.args
+            with pytest.raises(ValueError, match=bad.match):
+                self.case.fn(*args, **bad.kwargs)
