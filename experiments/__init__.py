@@ -1,0 +1,1 @@
+"""Reproductions of the papers' experiments and the benchmarks (see `python -m experiments --help`)."""

@@ -1,0 +1,268 @@
+"""Monte Carlo sweeps: many trials x a parameter grid, in a few jitted dispatches, resumable.
+
+    result = sweep(trial_fn, {"snr_db": [10, 20, 30], "method": ["svd", "am"]},
+                   num_trials=200, key=0, chunk_size=256, out_dir="results/fig3")
+
+* `trial_fn(key, **params) -> dict[str, array]` simulates and scores one trial.
+* Numeric grid values (ints, floats) are *traced*: every numeric grid point shares one compiled
+  program. Other values (strings, tuples, bools, None) are *static*: one program per value.
+* Trial `t` uses `jax.random.fold_in(key, t)` at every grid point (common random numbers across
+  the grid) — so results do not depend on chunking, batching or the number of devices.
+* Work is cut into chunks of `chunk_size` (grid point, trial) items. Each chunk is one dispatch:
+  `lax.map` over batches of `batch_size` items, each batch vmapped (bounds memory). The last
+  chunk is padded to a full chunk (no recompilation) and the padding is discarded.
+* With `out_dir`, each finished chunk is saved atomically; a sweep killed at any point and started
+  again with the same settings loads the saved chunks and computes only the rest. A folder holding
+  a sweep with other settings is refused with a ValueError (nothing is overwritten).
+* Outputs: `arrays[name]` of shape (*grid_shape, num_trials, *leaf_shape), and tidy `records`
+  (one dict per grid point and trial, with the scalar outputs), plus `meta` (settings, seed,
+  environment, compile and run seconds). With `out_dir` these are also written as
+  `arrays.npz`, `records.json` and `meta.json`.
+"""
+from __future__ import annotations
+
+import itertools
+import numbers
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jsparse.core import records as rec
+from jsparse.core.progress import progress as progress_bar
+
+__all__ = ["SweepResult", "sweep", "trial_keys"]
+
+
+class SweepResult(NamedTuple):
+    arrays: dict[str, np.ndarray]
+    records: list[dict[str, Any]]
+    grid: dict[str, list[Any]]
+    meta: dict[str, Any]
+
+
+def _is_numeric(value: Any) -> bool:
+    return isinstance(value, numbers.Number) and not isinstance(value, bool)
+
+
+def _as_key(key: Any) -> tuple[jax.Array, Any]:
+    """Accept an int seed, a raw uint32 PRNG key or a typed key; return (raw key, record)."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.PRNGKey(int(key)), int(key)
+    arr = jnp.asarray(key)
+    if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
+        arr = jax.random.key_data(arr)
+    if arr.dtype != jnp.uint32 or arr.ndim != 1:
+        raise ValueError(f"key: expected an int seed or a single PRNG key, got dtype {arr.dtype} shape {arr.shape}")
+    return arr, np.asarray(arr).tolist()
+
+
+def trial_keys(key: jax.Array, trials: jax.Array) -> jax.Array:
+    """Per-trial keys: fold_in(key, t) for each trial index t (vectorised)."""
+    return jax.vmap(lambda t: jax.random.fold_in(key, t))(trials)
+
+
+def _validate(grid: Mapping[str, Sequence[Any]], num_trials: int, chunk_size: int, batch_size: int | None):
+    if not isinstance(grid, Mapping):
+        raise ValueError(f"grid: expected a dict of parameter name -> list of values, got {type(grid).__name__}")
+    out = {}
+    for name, values in grid.items():
+        if not isinstance(name, str) or not name.isidentifier() or name in ("key", "trial"):
+            raise ValueError(f"grid: parameter names must be identifiers other than 'key'/'trial', got {name!r}")
+        values = list(values) if isinstance(values, (list, tuple, np.ndarray)) else None
+        if not values:
+            raise ValueError(f"grid[{name!r}]: expected a non-empty list of values")
+        kinds = {_is_numeric(v) for v in values}
+        if len(kinds) > 1:
+            raise ValueError(f"grid[{name!r}]: mixes numeric and non-numeric values")
+        out[name] = [v.item() if isinstance(v, np.generic) else v for v in values]
+    for value, label in ((num_trials, "num_trials"), (chunk_size, "chunk_size")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{label}: expected a positive integer, got {value!r}")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
+    return out
+
+
+def _chunk_program(trial_fn: Callable, numeric_names: Sequence[str], static: dict, batch_size: int | None):
+    """The jitted function computing one chunk of items for one static combination."""
+
+    def one(key, t, *values):
+        params = dict(zip(numeric_names, values), **static)
+        return trial_fn(jax.random.fold_in(key, t), **params)
+
+    def chunk(key, trials, *values):
+        items = (trials, *values)
+        if batch_size is None:
+            return jax.vmap(lambda t, *v: one(key, t, *v))(*items)
+        return lax.map(lambda it: one(key, *it), items, batch_size=batch_size)
+
+    return jax.jit(chunk)
+
+
+def _save_chunk(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **outputs)
+    rec.atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_chunk(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def sweep(
+    trial_fn: Callable[..., Mapping[str, jax.Array]],
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    num_trials: int,
+    key: Any = 0,
+    chunk_size: int = 256,
+    batch_size: int | None = None,
+    out_dir: str | Path | None = None,
+    name: str = "sweep",
+    progress: bool | None = None,
+) -> SweepResult:
+    """Run `trial_fn` over every grid point and `num_trials` trials (see module docstring).
+
+    Args:
+      trial_fn: `(key, **params) -> dict[str, array]`; pure, jit-able.
+      grid: parameter name -> list of values (dict order = axis order of the result arrays).
+      num_trials: trials per grid point.
+      key: int seed or PRNG key.
+      chunk_size: (grid point, trial) items per dispatch (and per checkpoint).
+      batch_size: items vmapped at once inside a chunk (None: the whole chunk).
+      out_dir: folder for checkpoints and results (`out_dir/name/`); None keeps everything in memory.
+      name: sweep name (sub-folder of out_dir).
+      progress: show a progress bar over chunks (default: on unless JSPARSE_PROGRESS=0).
+    """
+    grid = _validate(grid, num_trials, chunk_size, batch_size)
+    base_key, key_record = _as_key(key)
+    names = list(grid)
+    numeric = [n for n in names if _is_numeric(grid[n][0])]
+    static = [n for n in names if n not in numeric]
+    numeric_points = list(itertools.product(*(range(len(grid[n])) for n in numeric)))
+    n_items = len(numeric_points) * num_trials
+    n_chunks = -(-n_items // chunk_size)
+    static_combos = list(itertools.product(*(range(len(grid[n])) for n in static)))
+
+    settings = {
+        "name": name,
+        "trial_fn": getattr(trial_fn, "__qualname__", repr(trial_fn)),
+        "grid": grid,
+        "num_trials": int(num_trials),
+        "chunk_size": int(chunk_size),
+        "key": key_record,
+    }
+    folder = None
+    if out_dir is not None:
+        folder = Path(out_dir) / name
+        manifest = folder / "manifest.json"
+        if manifest.exists():
+            saved = rec.read_json(manifest)
+            if saved != rec.to_builtin(settings):
+                raise ValueError(
+                    f"out_dir: {folder} holds a sweep with different settings ({manifest}); "
+                    "use another out_dir/name or delete that folder"
+                )
+        else:
+            rec.write_json(manifest, settings)
+
+    # Flat item list (numeric grid point major, trial minor), padded to whole chunks.
+    point_idx = np.repeat(np.arange(len(numeric_points)), num_trials)
+    trial_idx = np.tile(np.arange(num_trials, dtype=np.int32), len(numeric_points))
+    pad = n_chunks * chunk_size - n_items
+    point_idx = np.concatenate([point_idx, np.full(pad, point_idx[-1])])
+    trial_idx = np.concatenate([trial_idx, np.full(pad, trial_idx[-1], np.int32)])
+    value_columns = []
+    for j, n in enumerate(numeric):
+        column = np.asarray([grid[n][numeric_points[p][j]] for p in point_idx])
+        value_columns.append(jnp.asarray(column))
+
+    def chunk_path(s: int, c: int) -> Path | None:
+        return None if folder is None else folder / "chunks" / f"static{s:03d}_chunk{c:05d}.npz"
+
+    done = sum(
+        1 for s in range(len(static_combos)) for c in range(n_chunks) if folder is not None and chunk_path(s, c).exists()
+    )
+    bar = progress_bar(total=len(static_combos) * n_chunks, desc=f"sweep {name}", enabled=progress, initial=done)
+    compile_seconds, run_seconds, computed = {}, 0.0, 0
+    per_static: list[dict[str, np.ndarray]] = []
+    try:
+        for s, combo in enumerate(static_combos):
+            static_values = {n: grid[n][i] for n, i in zip(static, combo)}
+            program, compiled = _chunk_program(trial_fn, numeric, static_values, batch_size), None
+            pieces = []
+            for c in range(n_chunks):
+                path = chunk_path(s, c)
+                if path is not None and path.exists():
+                    pieces.append(_load_chunk(path))
+                    continue
+                sl = slice(c * chunk_size, (c + 1) * chunk_size)
+                args = (base_key, jnp.asarray(trial_idx[sl]), *(col[sl] for col in value_columns))
+                if compiled is None:
+                    t0 = time.perf_counter()
+                    compiled = program.lower(*args).compile()
+                    compile_seconds[str(static_values)] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                out = jax.block_until_ready(compiled(*args))
+                run_seconds += time.perf_counter() - t0
+                if not isinstance(out, Mapping):
+                    raise ValueError(f"trial_fn: must return a dict of arrays, got {type(out).__name__}")
+                out = {k: np.asarray(v) for k, v in out.items()}
+                if path is not None:
+                    _save_chunk(path, out)
+                pieces.append(out)
+                computed += 1
+                bar.update(1)
+            joined = {k: np.concatenate([p[k] for p in pieces])[:n_items] for k in pieces[0]}
+            per_static.append(joined)
+    finally:
+        bar.close()
+
+    # Assemble (*grid_shape, num_trials, *leaf) arrays.
+    grid_shape = tuple(len(grid[n]) for n in names)
+    numeric_shape = tuple(len(grid[n]) for n in numeric)
+    arrays: dict[str, np.ndarray] = {}
+    for k, first in per_static[0].items():
+        full = np.empty(grid_shape + (num_trials,) + first.shape[1:], first.dtype)
+        for combo, outputs in zip(static_combos, per_static):
+            block = outputs[k].reshape(numeric_shape + (num_trials,) + first.shape[1:])
+            index = tuple(combo[static.index(n)] if n in static else slice(None) for n in names)
+            # Static axes are fixed by `index`; the numeric axes keep their relative order.
+            full[index] = block
+        arrays[k] = full
+
+    records = []
+    scalar_keys = [k for k, v in arrays.items() if v.ndim == len(grid_shape) + 1]
+    for gidx in itertools.product(*(range(len(grid[n])) for n in names)):
+        params = {n: grid[n][i] for n, i in zip(names, gidx)}
+        for t in range(num_trials):
+            row = dict(params, trial=t)
+            for k in scalar_keys:
+                row[k] = arrays[k][gidx + (t,)].item()
+            records.append(row)
+
+    meta = dict(
+        settings,
+        environment=rec.environment(),
+        chunks_computed=computed,
+        chunks_loaded=len(static_combos) * n_chunks - computed,
+        compile_seconds=compile_seconds,
+        run_seconds=run_seconds,
+    )
+    if folder is not None:
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        rec.atomic_write_bytes(folder / "arrays.npz", buf.getvalue())
+        rec.write_json(folder / "records.json", records)
+        rec.write_json(folder / "meta.json", meta)
+    return SweepResult(arrays, records, dict(grid), meta)

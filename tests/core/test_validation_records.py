@@ -1,0 +1,59 @@
+"""Validation messages name the argument; records and checkpoints round-trip atomically."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jsparse.core import records, validation
+
+
+def test_check_array_messages():
+    with pytest.raises(ValueError, match=r"y: expected 1 dimensions, got shape \(2, 2\)"):
+        validation.check_array(np.ones((2, 2)), "y", ndim=1)
+    with pytest.raises(ValueError, match=r"H: expected shape \(3, \*\), got \(2, 4\)"):
+        validation.check_array(np.ones((2, 4)), "H", shape=(3, None))
+    with pytest.raises(ValueError, match="y: contains NaN or Inf"):
+        validation.check_array(np.asarray([1.0, np.nan]), "y")
+    with pytest.raises(ValueError, match="Y: contains negative values; pass clip=True"):
+        validation.check_array(np.asarray([-1.0]), "Y", nonnegative=True, nonnegative_hint="pass clip=True")
+    with pytest.raises(ValueError, match="expected a inexact dtype"):
+        validation.check_array(np.arange(3), "x", dtype="inexact")
+    # value checks are skipped on tracers (nothing may raise inside jit)
+    jax.jit(lambda v: validation.check_array(v, "v"))(jnp.asarray([jnp.nan]))
+
+
+def test_scalar_checks():
+    with pytest.raises(ValueError, match="noise_var"):
+        validation.check_positive(0.0, "noise_var")
+    validation.check_positive(0.0, "lam", allow_zero=True)
+    with pytest.raises(ValueError, match=r"beta: expected a value in \[0, 1\)"):
+        validation.check_in_range(1.0, "beta", 0, 1, high_inclusive=False)
+    with pytest.raises(ValueError, match="method"):
+        validation.check_choice("x", "method", ("svd", "am"))
+    with pytest.raises(ValueError, match="width"):
+        validation.check_int(0, "width", minimum=1)
+    with pytest.raises(ValueError, match="masks"):
+        validation.check_same_tree({"a": 1}, {"b": 1}, "masks", "params")
+    with pytest.raises(ValueError, match=r"factors\[1\]"):
+        validation.check_factors([np.ones((2, 2)), np.ones(3)])
+    with pytest.raises(ValueError, match="at least 2"):
+        validation.check_factors([np.ones((2, 2))])
+
+
+def test_json_and_pytree_round_trip(tmp_path):
+    obj = {"a": np.float32(1.5), "b": jnp.arange(3), "c": float("nan"), "d": (1, 2)}
+    records.write_json(tmp_path / "r.json", obj)
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": [1, 2]}
+    tree = {"w": jnp.ones((2, 3)), "s": (jnp.asarray(3, jnp.int32), jnp.zeros(2, bool))}
+    records.save_pytree(tmp_path / "ck.npz", tree)
+    back = records.load_pytree(tmp_path / "ck.npz", tree)
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(tree)
+    for x, y in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(tree)):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="ck.npz"):
+        records.load_pytree(tmp_path / "ck.npz", {"w": jnp.ones((3, 3)), "s": (jnp.asarray(3), jnp.zeros(2, bool))})
+    assert not list(tmp_path.glob("*.tmp"))
+    env = records.environment()
+    assert env["jax"] == jax.__version__ and env["backend"] == jax.default_backend()
