@@ -11,6 +11,10 @@
 * Work is cut into chunks of `chunk_size` (grid point, trial) items. Each chunk is one dispatch:
   `lax.map` over batches of `batch_size` items, each batch vmapped (bounds memory). The last
   chunk is padded to a full chunk (no recompilation) and the padding is discarded.
+* Devices: the items of a chunk are split over a 1-D device mesh (axis "trials"; all local devices
+  by default, all global devices after `jax.distributed.initialize()`) with `shard_map`; each
+  device maps its own slice. A chunk is padded to a multiple of the device count and the padding
+  is discarded, so checkpoints and results do not depend on the number of devices.
 * With `out_dir`, each finished chunk is saved atomically; a sweep killed at any point and started
   again with the same settings loads the saved chunks and computes only the rest. A folder holding
   a sweep with other settings is refused with a ValueError (nothing is overwritten).
@@ -31,11 +35,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jsparse.core import records as rec
 from jsparse.core.progress import progress as progress_bar
 
-__all__ = ["SweepResult", "sweep", "trial_keys"]
+__all__ = ["SweepResult", "sweep", "trial_keys", "TRIAL_AXIS", "trial_mesh"]
+
+TRIAL_AXIS = "trials"
 
 
 class SweepResult(NamedTuple):
@@ -88,8 +95,32 @@ def _validate(grid: Mapping[str, Sequence[Any]], num_trials: int, chunk_size: in
     return out
 
 
-def _chunk_program(trial_fn: Callable, numeric_names: Sequence[str], static: dict, batch_size: int | None):
-    """The jitted function computing one chunk of items for one static combination."""
+def trial_mesh(devices: Sequence[jax.Device] | None = None, mesh: Mesh | None = None) -> Mesh:
+    """The 1-D mesh the trial axis is split over (axis name `TRIAL_AXIS`).
+
+    Args:
+      devices: devices to use (default: all devices, global across hosts once
+        `jax.distributed.initialize()` has run).
+      mesh: an explicit mesh; it must have an axis named "trials" (other axes are replicated over).
+    """
+    if mesh is not None:
+        if devices is not None:
+            raise ValueError("devices: pass either devices or mesh, not both")
+        if TRIAL_AXIS not in mesh.axis_names:
+            raise ValueError(f"mesh: expected an axis named {TRIAL_AXIS!r}, got axes {tuple(mesh.axis_names)}")
+        return mesh
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices: expected at least one device")
+    return Mesh(np.asarray(devices), (TRIAL_AXIS,))
+
+
+def _chunk_program(trial_fn: Callable, numeric_names: Sequence[str], static: dict, batch_size: int | None, mesh: Mesh):
+    """The jitted function computing one chunk of items for one static combination.
+
+    The item axis is split over the mesh's trial axis with shard_map; each device maps its
+    slice (whole-slice vmap, or lax.map over vmapped batches of `batch_size`).
+    """
 
     def one(key, t, *values):
         params = dict(zip(numeric_names, values), **static)
@@ -101,7 +132,29 @@ def _chunk_program(trial_fn: Callable, numeric_names: Sequence[str], static: dic
             return jax.vmap(lambda t, *v: one(key, t, *v))(*items)
         return lax.map(lambda it: one(key, *it), items, batch_size=batch_size)
 
-    return jax.jit(chunk)
+    n_values = len(numeric_names)
+    sharded = jax.shard_map(
+        chunk,
+        mesh=mesh,
+        in_specs=(P(), P(TRIAL_AXIS), *([P(TRIAL_AXIS)] * n_values)),
+        out_specs=P(TRIAL_AXIS),
+        check_vma=False,
+    )
+    return jax.jit(sharded)
+
+
+def _put(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array from identical host data on every process (works on one or many hosts)."""
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def _fetch(tree: Any) -> dict[str, np.ndarray]:
+    """Bring a chunk's outputs to this host (all-gathered when several processes take part)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        tree = multihost_utils.process_allgather(tree, tiled=True)
+    return {k: np.asarray(v) for k, v in tree.items()}
 
 
 def _save_chunk(path: Path, outputs: dict[str, np.ndarray]) -> None:
@@ -128,6 +181,8 @@ def sweep(
     out_dir: str | Path | None = None,
     name: str = "sweep",
     progress: bool | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    mesh: Mesh | None = None,
 ) -> SweepResult:
     """Run `trial_fn` over every grid point and `num_trials` trials (see module docstring).
 
@@ -141,8 +196,16 @@ def sweep(
       out_dir: folder for checkpoints and results (`out_dir/name/`); None keeps everything in memory.
       name: sweep name (sub-folder of out_dir).
       progress: show a progress bar over chunks (default: on unless JSPARSE_PROGRESS=0).
+      devices: devices to split each chunk over (default: all devices).
+      mesh: explicit device mesh with an axis named "trials" (instead of `devices`).
     """
     grid = _validate(grid, num_trials, chunk_size, batch_size)
+    mesh = trial_mesh(devices, mesh)
+    n_dev = mesh.shape[TRIAL_AXIS]
+    dispatch_size = -(-chunk_size // n_dev) * n_dev  # a chunk padded to whole device slices
+    item_sharding = NamedSharding(mesh, P(TRIAL_AXIS))
+    replicated = NamedSharding(mesh, P())
+    writer = jax.process_index() == 0  # one process writes files
     base_key, key_record = _as_key(key)
     names = list(grid)
     numeric = [n for n in names if _is_numeric(grid[n][0])]
@@ -171,19 +234,23 @@ def sweep(
                     f"out_dir: {folder} holds a sweep with different settings ({manifest}); "
                     "use another out_dir/name or delete that folder"
                 )
-        else:
+        elif jax.process_index() == 0:
             rec.write_json(manifest, settings)
 
-    # Flat item list (numeric grid point major, trial minor), padded to whole chunks.
+    # Flat item list: numeric grid point major, trial minor.
     point_idx = np.repeat(np.arange(len(numeric_points)), num_trials)
     trial_idx = np.tile(np.arange(num_trials, dtype=np.int32), len(numeric_points))
-    pad = n_chunks * chunk_size - n_items
-    point_idx = np.concatenate([point_idx, np.full(pad, point_idx[-1])])
-    trial_idx = np.concatenate([trial_idx, np.full(pad, trial_idx[-1], np.int32)])
-    value_columns = []
-    for j, n in enumerate(numeric):
-        column = np.asarray([grid[n][numeric_points[p][j]] for p in point_idx])
-        value_columns.append(jnp.asarray(column))
+    value_columns = [
+        np.asarray(jnp.asarray([grid[n][numeric_points[p][j]] for p in range(len(numeric_points))]))[point_idx]
+        for j, n in enumerate(numeric)
+    ]
+
+    def chunk_args(c: int) -> tuple:
+        """Items of chunk c, padded (by repeating the last item) to `dispatch_size`."""
+        idx = np.arange(c * chunk_size, c * chunk_size + dispatch_size)
+        idx = np.minimum(idx, min((c + 1) * chunk_size, n_items) - 1)
+        columns = (trial_idx[idx], *(col[idx] for col in value_columns))
+        return (_put(np.asarray(base_key), replicated), *(_put(col, item_sharding) for col in columns))
 
     def chunk_path(s: int, c: int) -> Path | None:
         return None if folder is None else folder / "chunks" / f"static{s:03d}_chunk{c:05d}.npz"
@@ -197,15 +264,14 @@ def sweep(
     try:
         for s, combo in enumerate(static_combos):
             static_values = {n: grid[n][i] for n, i in zip(static, combo)}
-            program, compiled = _chunk_program(trial_fn, numeric, static_values, batch_size), None
+            program, compiled = _chunk_program(trial_fn, numeric, static_values, batch_size, mesh), None
             pieces = []
             for c in range(n_chunks):
                 path = chunk_path(s, c)
                 if path is not None and path.exists():
                     pieces.append(_load_chunk(path))
                     continue
-                sl = slice(c * chunk_size, (c + 1) * chunk_size)
-                args = (base_key, jnp.asarray(trial_idx[sl]), *(col[sl] for col in value_columns))
+                args = chunk_args(c)
                 if compiled is None:
                     t0 = time.perf_counter()
                     compiled = program.lower(*args).compile()
@@ -215,13 +281,14 @@ def sweep(
                 run_seconds += time.perf_counter() - t0
                 if not isinstance(out, Mapping):
                     raise ValueError(f"trial_fn: must return a dict of arrays, got {type(out).__name__}")
-                out = {k: np.asarray(v) for k, v in out.items()}
-                if path is not None:
+                n_real = min(chunk_size, n_items - c * chunk_size)
+                out = {k: v[:n_real] for k, v in _fetch(out).items()}  # drop the padding
+                if path is not None and writer:
                     _save_chunk(path, out)
                 pieces.append(out)
                 computed += 1
                 bar.update(1)
-            joined = {k: np.concatenate([p[k] for p in pieces])[:n_items] for k in pieces[0]}
+            joined = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
             per_static.append(joined)
     finally:
         bar.close()
@@ -256,8 +323,10 @@ def sweep(
         chunks_loaded=len(static_combos) * n_chunks - computed,
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
+        dispatches=computed,
+        device_count=int(n_dev),
     )
-    if folder is not None:
+    if folder is not None and writer:
         import io
 
         buf = io.BytesIO()

@@ -1,0 +1,62 @@
+"""Data parallelism with JAX's own sharding: a 1-D "data" mesh, sharded batches, replicated state.
+
+Training steps in jsparse are jitted functions of (state, batch). Placing the batch with
+`shard_batch` (split along its leading axis over the mesh) and the parameters/optimizer state
+with `replicate` is all it takes: XLA's SPMD partitioner runs the step on every device and
+inserts the all-reduces that sums over the batch need (gradients, GBA's fire counts and maxima),
+so a step on N devices computes what one device computes on the same global batch.
+
+Multi-host: call `jax.distributed.initialize()` first; `jax.devices()` is then global and each
+process passes its share of the global batch to `shard_batch(..., process_local=True)`.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+__all__ = ["DATA_AXIS", "data_mesh", "shard_batch", "replicate"]
+
+DATA_AXIS = "data"
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None, mesh: Mesh | None = None, axis: str = DATA_AXIS) -> Mesh:
+    """A 1-D mesh over `devices` (default: all) with axis `axis`, or validate an explicit `mesh`."""
+    if mesh is not None:
+        if axis not in mesh.axis_names:
+            raise ValueError(f"mesh: expected an axis named {axis!r}, got axes {tuple(mesh.axis_names)}")
+        return mesh
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices: expected at least one device")
+    return Mesh(np.asarray(devices), (axis,))
+
+
+def shard_batch(batch: Any, mesh: Mesh, axis: str = DATA_AXIS, *, process_local: bool = False) -> Any:
+    """Split every leaf of `batch` along its leading axis over the mesh axis `axis`.
+
+    Args:
+      batch: pytree of arrays with a common leading (batch) dimension.
+      mesh: mesh with an axis named `axis`.
+      process_local: the leaves are this process's share of the global batch (multi-host).
+
+    Raises:
+      ValueError: the batch size is not divisible by the number of devices on `axis`.
+    """
+    n = mesh.shape[axis]
+    sharding = NamedSharding(mesh, P(axis))
+    leaves = jax.tree_util.tree_leaves(batch)
+    for leaf in leaves:
+        size = np.shape(leaf)[0] * (jax.process_count() if process_local else 1)
+        if size % n:
+            raise ValueError(f"batch: leading dimension {size} is not divisible by the {n} devices on mesh axis {axis!r}")
+    if process_local:
+        return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), batch)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Place every leaf of `tree` on all devices of `mesh` (parameters, optimizer state)."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
