@@ -74,7 +74,7 @@ def project_simplex(v: jax.Array, total=1.0, axis: int = 0) -> jax.Array:
     n = v.shape[-1]
     u = jnp.flip(jnp.sort(v, axis=-1), axis=-1)
     css = jnp.cumsum(u, axis=-1) - jnp.asarray(total, v.dtype)
-    ks = jnp.arange(1, n + 1, dtype=v.dtype)
+    ks = jnp.arange(1, n + 1, dtype=v.dtype).reshape((1,) * (v.ndim - 1) + (n,))
     cond = u - css / ks > 0
     rho = jnp.sum(cond, axis=-1, keepdims=True)  # number of positive entries (>= 1)
     theta = jnp.take_along_axis(css, rho - 1, axis=-1) / rho.astype(v.dtype)
