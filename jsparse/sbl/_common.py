@@ -1,0 +1,167 @@
+"""Shared pieces of the SBL family: result type, validation, guarded arithmetic, a safe `eigh`.
+
+Conventions (see docs/sbl.md):
+  * x has length N = prod(N_i) with the *last* factor fastest: y ~ kron(H_1, ..., H_I) @ x.
+  * Hyperparameters gamma (prior variances) are real and non-negative; pruning sets entries to 0
+    (fixed shapes), which is exactly equivalent to deleting the matching dictionary columns.
+  * Noise variance sigma^2 is real and positive; it is learned by EM when `noise_var=None`.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jsparse.core import validation as V
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+class SBLResult(NamedTuple):
+    """Output of the SBL solvers (batched along a leading axis under vmap).
+
+    Attributes:
+      x: (N,) posterior mean under the learned prior, zero at pruned positions (dtype of y).
+      gammas: tuple of (N_i,) prior variances per factor (Kronecker methods; their Kronecker
+        product is the full prior), or a 1-tuple with the (N,) vector for classic SBL. Real.
+      noise_var: () noise variance used by the final estimate (learned or given). Real.
+      iterations: () int32 EM iterations run.
+      converged: () bool, the relative change of the full gamma fell below `tol` with all
+        quantities finite.
+    """
+
+    x: jax.Array
+    gammas: tuple
+    noise_var: jax.Array
+    iterations: jax.Array
+    converged: jax.Array
+
+
+def real_dtype(dtype) -> jnp.dtype:
+    return jnp.finfo(jnp.dtype(dtype)).dtype
+
+
+def tiny(dtype) -> float:
+    """A positive floor far above underflow: sqrt of the smallest normal number."""
+    return float(np.sqrt(jnp.finfo(real_dtype(dtype)).tiny))
+
+
+def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
+    """num / den where den > 0, else 0 (no NaN in values or gradients)."""
+    ok = den > 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1), 0)
+
+
+def safe_sqrt(v: jax.Array) -> jax.Array:
+    """sqrt(v) for v >= 0 with a zero (not infinite) derivative at v = 0."""
+    ok = v > 0
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, v, 1)), 0)
+
+
+def safe_norm(v: jax.Array) -> jax.Array:
+    """Euclidean norm with a finite derivative at 0."""
+    return safe_sqrt(jnp.sum(jnp.abs(v) ** 2))
+
+
+def full_gamma(gammas: Sequence[jax.Array]) -> jax.Array:
+    """Kronecker product of the per-factor vectors, flattened (last factor fastest)."""
+    out = gammas[0]
+    for g in gammas[1:]:
+        out = jnp.outer(out, g).reshape(-1)
+    return out
+
+
+def prune(gammas: Sequence[jax.Array], rel: Sequence[float], abs_: float) -> tuple:
+    """Zero entries with gamma_i[j] < rel_i * max(gamma_i) or gamma_i[j] < abs_ (strict <)."""
+    out = []
+    for g, r in zip(gammas, rel):
+        cut = jnp.maximum(r * jnp.max(g), abs_)
+        out.append(jnp.where(g < cut, jnp.zeros_like(g), g))
+    return tuple(out)
+
+
+def initial_noise_var(y: jax.Array) -> jax.Array:
+    """0.1 * var(y), floored so that y = 0 (or a constant y) gives a positive value."""
+    rdt = real_dtype(y.dtype)
+    v = jnp.mean(jnp.abs(y - jnp.mean(y)) ** 2).astype(rdt)
+    return jnp.maximum(0.1 * v, tiny(rdt))
+
+
+def noise_floor(y: jax.Array) -> jax.Array:
+    """Lower bound for the learned noise variance: relative to the data power, never 0."""
+    rdt = real_dtype(y.dtype)
+    power = jnp.mean(jnp.abs(y) ** 2).astype(rdt)
+    return jnp.maximum(jnp.finfo(rdt).eps * power, tiny(rdt))
+
+
+# --------------------------------------------------------------------------------------------
+# eigh with a derivative that ignores rotations inside (near-)degenerate eigenspaces.
+# The SBL quantities are spectral functions, invariant to such rotations, but jnp.linalg.eigh's
+# derivative divides by eigenvalue gaps: pruned (rank-deficient) factors have clusters of
+# zero eigenvalues, which would produce inf/NaN gradients.
+# --------------------------------------------------------------------------------------------
+@jax.custom_jvp
+def safe_eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Eigendecomposition of a Hermitian matrix: (w ascending (real), v) with a = v diag(w) v^H."""
+    w, v = jnp.linalg.eigh(a)
+    return w, v
+
+
+@safe_eigh.defjvp
+def _safe_eigh_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    w, v = jnp.linalg.eigh(a)
+    vh = jnp.conj(jnp.swapaxes(v, -1, -2))
+    dav = jnp.matmul(vh, jnp.matmul(da, v, precision=HIGHEST), precision=HIGHEST)
+    gap = w[..., None, :] - w[..., :, None]  # gap[i, j] = w_j - w_i
+    scale = jnp.max(jnp.abs(w), axis=-1, keepdims=True)[..., None]
+    thresh = 1e3 * jnp.finfo(w.dtype).eps * jnp.maximum(scale, jnp.finfo(w.dtype).tiny)
+    ok = jnp.abs(gap) > thresh
+    f = jnp.where(ok, 1.0 / jnp.where(ok, gap, 1.0), 0.0).astype(w.dtype)
+    dw = jnp.real(jnp.diagonal(dav, axis1=-2, axis2=-1))
+    dv = jnp.matmul(v, f * dav, precision=HIGHEST)
+    return (w, v), (dw.astype(w.dtype), dv)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation at the API boundary (before tracing).
+# --------------------------------------------------------------------------------------------
+def check_noise_var(noise_var: Any) -> None:
+    if noise_var is None:
+        return
+    if not V.is_concrete(noise_var):
+        return
+    V.check_positive(noise_var, "noise_var")
+
+
+def check_y_factors(y: Any, factors: Any) -> tuple[jax.Array, tuple]:
+    """y: (prod M_i,) inexact; factors: >= 2 two-dimensional arrays of y's dtype."""
+    facs = V.check_factors(factors, "factors", min_factors=2)
+    y = V.check_array(y, "y", ndim=1, dtype="inexact")
+    m = int(np.prod([f.shape[0] for f in facs]))
+    if y.shape[0] != m:
+        raise ValueError(
+            f"y: expected length prod(M_i) = {m} for factors with rows {[f.shape[0] for f in facs]}, "
+            f"got shape {y.shape}"
+        )
+    if facs[0].dtype != y.dtype:
+        raise ValueError(f"factors: dtype {facs[0].dtype} differs from y's dtype {y.dtype}")
+    return y, facs
+
+
+def check_y_dict(y: Any, H: Any) -> tuple[jax.Array, jax.Array]:
+    """y: (M,) inexact; H: (M, N) of y's dtype."""
+    y = V.check_array(y, "y", ndim=1, dtype="inexact")
+    H = V.check_array(H, "H", ndim=2, dtype="inexact")
+    if H.shape[0] != y.shape[0]:
+        raise ValueError(f"H: expected {y.shape[0]} rows to match y, got shape {H.shape}")
+    if H.dtype != y.dtype:
+        raise ValueError(f"H: dtype {H.dtype} differs from y's dtype {y.dtype}")
+    return y, H
+
+
+def check_tol(tol: Any) -> float:
+    V.check_positive(tol, "tol", allow_zero=True)
+    return float(tol)
