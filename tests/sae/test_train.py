@@ -1,0 +1,103 @@
+"""Trainer: recovery on a small problem, every method runs, checkpoint/resume, bad input."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jsparse import sae
+from jsparse.sae import metrics
+
+
+@pytest.fixture(scope="module")
+def small():
+    return sae.make_stream(jax.random.PRNGKey(0), n=64, d=32, s=3, batch_size=256)
+
+
+def test_gba_recovers_most_features(small):
+    model, hist = sae.train(small, method="gba", width=256, steps=1500, key=jax.random.PRNGKey(1))
+    rec = metrics.recovery_rate(model.decoder_weight(), small.features)
+    assert rec[0.8] >= 0.9, rec
+    assert hist["finite"] and np.all(np.isfinite(hist["loss"]))
+    assert hist["fvu"][-1] < 0.5 * hist["fvu"][0]  # it learned to reconstruct
+    b = np.asarray(model.bias[...])
+    assert b.min() >= -1.0 and b.max() <= 0.0  # the clamp holds
+    freqs = metrics.evaluate(model, [small.batch(10**6 + i) for i in range(8)])["frequencies"]
+    g = np.asarray(sae.gba.group_ids(256, 10))
+    by_group = np.array([freqs[g == k].mean() for k in range(10)])
+    assert by_group[0] > by_group[-1] and by_group[-1] < 0.01  # groups spread in frequency
+
+
+@pytest.mark.parametrize("method", ["ba", "topk", "batchtopk", "relu_l1", "jumprelu"])
+def test_every_method_trains(small, method):
+    model, hist = sae.train(small, method=method, width=64, steps=60, key=jax.random.PRNGKey(2), k=3, log_every=20)
+    assert hist["finite"] and hist["loss"].shape == (3,) and np.all(np.isfinite(hist["loss"]))
+    assert hist["loss"][-1] < hist["loss"][0]
+    ev = metrics.evaluate(model, [small.batch(5000)])
+    assert 0 < ev["l0"] < 64
+    if method == "topk":
+        assert hist["l0"][-1] == 3.0  # exactly k per sample during training
+    if method == "batchtopk":
+        assert hist["l0"][-1] == pytest.approx(3.0)  # k on average over the batch
+        assert float(model.threshold[...]) > 0  # inference threshold learned
+
+
+class _Killer:
+    """Batches from a stream, raising at `kill_at` (a crash mid-run)."""
+
+    def __init__(self, stream, kill_at=None):
+        self.stream, self.kill_at = stream, kill_at
+
+    def __call__(self, i):
+        if self.kill_at is not None and i == self.kill_at:
+            raise RuntimeError("killed")
+        return self.stream.batch(i)
+
+
+@pytest.mark.parametrize("method", ["gba", "topk"])
+def test_resume_is_bit_identical(small, tmp_path, method):
+    kw = dict(method=method, width=32, steps=50, key=jax.random.PRNGKey(3), k=3, log_every=5,
+              update_every=4, checkpoint_every=20)
+    full, hist_full = sae.train(_Killer(small), **kw)
+    with pytest.raises(RuntimeError, match="killed"):
+        sae.train(_Killer(small, kill_at=47), checkpoint_dir=tmp_path, **kw)  # last checkpoint: step 40
+    resumed, hist_res = sae.train(_Killer(small), checkpoint_dir=tmp_path, **kw)
+    for a, b in zip(jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.asarray, full)),
+                    jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.asarray, resumed))):
+        np.testing.assert_array_equal(a, b)
+    for name in hist_full:
+        np.testing.assert_array_equal(hist_full[name], hist_res[name])
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(width=0), "width"),
+        (dict(groups=17), "groups"),
+        (dict(htf=1.5), "htf"),
+        (dict(ltf=0.0), "ltf"),
+        (dict(htf=0.001, ltf=0.1), "htf"),
+        (dict(targets=[0.1, 0.3]), "targets"),
+        (dict(method="ba", target=1.0), "target"),
+        (dict(method="nope"), "method"),
+        (dict(method="topk", k=17), "k"),
+    ],
+)
+def test_bad_settings_raise(small, kwargs, match):
+    kw = dict(method="gba", width=16, steps=5, key=jax.random.PRNGKey(0))
+    kw.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        sae.train(small, **kw)
+
+
+def test_bad_batches_raise(small):
+    good = np.asarray(small.batch(0))
+    nan_later = lambda i: good if i < 3 else np.full_like(good, np.nan)  # noqa: E731
+    with pytest.raises(ValueError, match="batches: batch 3 contains NaN"):
+        sae.train(nan_later, width=16, steps=6, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="batches"):
+        sae.train([good[0]], width=16, steps=1, key=jax.random.PRNGKey(0))
+    wrong_d = lambda i: good if i == 0 else good[:, :-1]  # noqa: E731
+    with pytest.raises(ValueError, match=r"batches: batch 1 has shape"):
+        sae.train(wrong_d, width=16, steps=3, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="batches: ran out"):
+        sae.train([good, good], width=16, steps=3, key=jax.random.PRNGKey(0))
