@@ -1,0 +1,110 @@
+"""Models (sizes vs the reference's prunable-weight counts), the jitted trainer, and the three
+iterative procedures with checkpoint/resume."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jsparse import pruning
+from jsparse.pruning import datasets, models, procedures, train
+
+
+def _count(name, shape, classes):
+    abstract = nnx.eval_shape(lambda: models.build(name, shape, classes))
+    params = nnx.state(abstract, nnx.Param)
+    return sum(int(np.prod(x.shape)) for p, x in jax.tree_util.tree_leaves_with_path(params)
+               if pruning.default_filter(p, x))
+
+
+@pytest.mark.parametrize("name,shape,classes,want", [
+    ("linear", (28, 28, 1), 10, 7_840), ("mlp", (28, 28, 1), 10, 135_680), ("mlp", (32, 32, 3), 10, 428_544),
+    ("cnn", (32, 32, 3), 10, 1_555_136), ("resnet18", (32, 32, 3), 10, 11_164_352),
+    ("resnet18", (32, 32, 3), 100, 11_210_432), ("wresnet28x8", (32, 32, 3), 10, 23_340_464)])
+def test_prunable_counts_match_reference(name, shape, classes, want):
+    assert _count(name, shape, classes) == want  # table in the paper notes, section 7
+
+
+def test_forward_shapes():
+    for name, shape in [("resnet18", (32, 32, 3)), ("wresnet28x8", (32, 32, 3)), ("resnet50", (64, 64, 3))]:
+        def fwd():
+            m = models.build(name, shape, 7)
+            return m(jnp.zeros((2,) + shape), train=True)
+        assert jax.eval_shape(fwd).shape == (2, 7)  # traced, not compiled: cheap
+
+
+def _toy_data(n=96, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n).astype(np.int32)
+    centers = rng.normal(size=(classes, 4, 4, 1)).astype(np.float32)
+    x = centers[y] + 0.3 * rng.normal(size=(n, 4, 4, 1)).astype(np.float32)
+    return datasets.Dataset(x[:64], y[:64], x[64:], y[64:], classes, "toy", False)
+
+
+def _trainer(name="mlp", epochs=3, **kw):
+    model = models.build(name, (4, 4, 1), 3, seed=0, **kw)
+    return train.Trainer(model, steps_per_round=epochs * 4, batch_size=16, eval_batch_size=16)
+
+
+def test_trainer_learns_and_keeps_pruned_weights_zero():
+    data = _toy_data()
+    tr = _trainer("cnn", widths=(4, 8))
+    masks = pruning.magnitude(0.5).prune(tr.init_params, pruning.init_masks(tr.init_params))
+    state = tr.init_state(pruning.apply_masks(tr.init_params, masks), tr.init_batch_stats, masks)
+    losses = []
+    for e in range(4):
+        state, loss = tr.train_epoch(state, jnp.asarray(data.x_train), jnp.asarray(data.y_train), jax.random.PRNGKey(e))
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+    for p, m in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(masks)):
+        assert np.all(np.asarray(p)[~np.asarray(m)] == 0.0)
+    bs0, bs1 = jax.tree_util.tree_leaves(tr.init_batch_stats), jax.tree_util.tree_leaves(state.batch_stats)
+    assert any(not np.allclose(a, b) for a, b in zip(bs0, bs1))  # BN running statistics were updated
+    acc, _ = tr.evaluate(state.params, state.batch_stats, jnp.asarray(data.x_test), jnp.asarray(data.y_test))
+    assert float(acc) > 0.6
+
+
+def test_augment_keeps_shape_and_is_a_crop_of_flip():
+    x = jnp.arange(2 * 6 * 6 * 1, dtype=jnp.float32).reshape(2, 6, 6, 1)
+    out = train.augment_flip_crop(jax.random.PRNGKey(0), x, pad=2)
+    assert out.shape == x.shape
+    for b in range(2):
+        padded = [np.pad(np.asarray(v), ((2, 2), (2, 2), (0, 0)), mode="reflect") for v in (x[b], x[b, :, ::-1])]
+        hits = [np.array_equal(out[b], P[i:i + 6, j:j + 6]) for P in padded for i in range(5) for j in range(5)]
+        assert any(hits)
+
+
+@pytest.mark.parametrize("method", ["sap", "os"])
+def test_resume_after_kill_gives_same_result(tmp_path, method):
+    data, rounds, epochs = _toy_data(), 2, 2
+    tr = _trainer(epochs=epochs)
+    rule = procedures.make_rule(method)
+    full = procedures.run_procedure(tr, data, rule, method=method, rounds=rounds, epochs=epochs, out_dir=tmp_path / "a")
+    assert full.computed == [0, 1, 2]
+    part = procedures.run_procedure(tr, data, rule, method=method, rounds=rounds, epochs=epochs,
+                                    out_dir=tmp_path / "b", stop_after=1)  # "killed" after round 1
+    assert part.computed == [0, 1]
+    again = procedures.run_procedure(tr, data, rule, method=method, rounds=rounds, epochs=epochs, out_dir=tmp_path / "b")
+    assert again.computed == [2]  # rounds 0 and 1 were not redone
+    assert len(again.records) == rounds + 1
+    for a, b in zip(full.records, again.records):
+        for k in ("remaining", "test_acc", "pqi", "pruned_acc", "remaining_next"):
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
+    for m1, m2 in zip(jax.tree_util.tree_leaves(full.masks), jax.tree_util.tree_leaves(again.masks)):
+        np.testing.assert_array_equal(m1, m2)
+    if method == "sap":
+        for row in full.records:  # the pruned count is the PQ-Index formula's
+            assert abs(row["pruned"] - row["expected_pruned"]) <= 1
+    else:
+        assert [r["remaining"] for r in full.records] == pytest.approx([1.0, 0.8, 0.64], abs=0.01)
+    with pytest.raises(ValueError, match="out_dir"):
+        procedures.run_procedure(tr, data, rule, method=method, rounds=rounds + 1, epochs=epochs, out_dir=tmp_path / "b")
+
+
+def test_lottery_ticket_rewinds_to_initial_weights():
+    data = _toy_data()
+    tr = _trainer(epochs=1)
+    res = procedures.run_procedure(tr, data, procedures.make_rule("lt"), method="lt", rounds=1, epochs=1)
+    assert [r["remaining"] for r in res.records] == pytest.approx([1.0, 0.8], abs=0.01)
+    with pytest.raises(ValueError, match="method"):
+        procedures.make_rule("random")
