@@ -157,9 +157,16 @@ def nnls(a: jax.Array, b: jax.Array, *, max_iters: int | None = None, tol: float
     max_iters = 3 * n if max_iters is None else V.check_int(max_iters, "max_iters", minimum=1)
     if tol is not None:
         V.check_positive(tol, "tol", allow_zero=True)
+    tol_arg = jnp.asarray(-1 if tol is None else tol, a.dtype)
+    return _nnls_jit(a, b, tol_arg, max_iters=max_iters)
+
+
+@partial(jax.jit, static_argnames=("max_iters",))
+def _nnls_jit(a, b, tol, *, max_iters: int) -> NNLSResult:
+    """The traced part of `nnls` (tol < 0 selects `default_tol`)."""
     gram = jnp.matmul(a.T, a, precision=HIGHEST)
     atb = jnp.matmul(a.T, b, precision=HIGHEST)
-    t = default_tol(a, b) if tol is None else jnp.asarray(tol, a.dtype)
+    t = jnp.where(tol < 0, default_tol(a, b), tol)
     res = nnls_gram(gram, atb, tol=t, max_iters=max_iters)
     rnorm = jnp.linalg.norm(jnp.matmul(a, res.x, precision=HIGHEST) - b)
     return res._replace(residual_norm=rnorm)
