@@ -23,6 +23,7 @@ a callable i -> batch, or a re-iterable that is skipped ahead).
 """
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
@@ -82,6 +83,7 @@ class Options(NamedTuple):
     aux_k: int
     dead_steps: int
     threshold_rate: float
+    adapt: bool = True  # False: GBA/BA without the window statistics and bias rule (benchmarks)
 
 
 def build(method: str, d: int, width: int, key: jax.Array, *, k=None, tied=None, output_scale=None,
@@ -145,7 +147,7 @@ def make_step(graphdef, opts: Options, cfg: gba.GBAConfig | None, optimizer: opt
         codes = aux["codes"]
         fired = jnp.any(codes > 0, axis=0)
         stats = state.stats
-        if method in ("gba", "ba"):
+        if method in ("gba", "ba") and opts.adapt:
             stats = gba.accumulate(stats, aux["z"])
             cfg_t = cfg._replace(targets=state.targets)
             new_bias, stats, _ = gba.maybe_update(m.bias[...], stats, state.step, cfg_t)
@@ -177,6 +179,19 @@ def make_step(graphdef, opts: Options, cfg: gba.GBAConfig | None, optimizer: opt
         return new, metrics
 
     return jax.jit(step, donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_step(graphdef, opts: Options, static, lr: float, width: int):
+    """make_step for the default optimiser, memoised on hashable settings. The GBA targets are
+    read from the state (so a sweep over targets reuses the compiled step); the config built
+    here only supplies the static group ids and rule constants."""
+    cfg = None
+    if static is not None:
+        num_groups, gm, gp, eps, every = static
+        cfg = gba.make_config(width, groups=num_groups, htf=0.5, ltf=0.25, gamma_minus=gm, gamma_plus=gp,
+                              eps=eps, update_every=every)
+    return make_step(graphdef, opts, cfg, optax.adam(lr))
 
 
 def init_state(model: SAE, optimizer, cfg: gba.GBAConfig | None, x0: jax.Array, normalize: bool) -> TrainState:
@@ -363,10 +378,15 @@ def train(
 
     model = build(method, d, width, key, k=k, tied=tied, output_scale=output_scale, gate=gate,
                   jump_threshold=jump_threshold, bandwidth=bandwidth, scale_init=scale_init, dtype=dtype)
-    optimizer = optimizer if optimizer is not None else optax.adam(lr)
+    user_optimizer = optimizer is not None
+    optimizer = optimizer if user_optimizer else optax.adam(lr)
     state = init_state(model, optimizer, cfg, x0, normalize)
     graphdef = nnx.graphdef(model)
-    step_fn_ = make_step(graphdef, opts, cfg, optimizer)
+    if user_optimizer:
+        step_fn_ = make_step(graphdef, opts, cfg, optimizer)
+    else:  # same settings -> same compiled step (sweeps compile once; targets live in the state)
+        static = None if cfg is None else (cfg.num_groups, cfg.gamma_minus, cfg.gamma_plus, cfg.eps, cfg.update_every)
+        step_fn_ = _cached_step(graphdef, opts, static, float(lr), width)
 
     num_logs = steps // log_every
     hist = {name: np.full((num_logs,), np.nan) for name in HISTORY_KEYS}

@@ -1,0 +1,148 @@
+"""SAE training throughput (tokens/s) per method, GBA's bias-update overhead, peak memory.
+
+    python -m experiments.bench_sae                   # d = 384 and 768, width 16 d, batch 4096
+    python -m experiments.bench_sae --dims 384 --reps 3 --big-run   # also run the 65,536 x 1536 step
+
+* Each row times the same jitted train step that `jsparse.sae.train` uses (one optimiser step,
+  row normalisation, method-specific state updates), on random data already on the device.
+  Compilation is timed separately; steps are timed with block_until_ready; median of `reps`.
+* GBA overhead, side by side in one run: (a) the GBA step vs the identical tied SAE step without
+  the window statistics and bias rule ("gba_noadapt"); (b) vs a plain tied ReLU SAE step
+  ("relu_tied": same parameters, ReLU(u + b_enc), no penalty).
+* Peak memory at width 65,536, d = 1536, batch 4096: XLA's compiled memory analysis of the GBA
+  step (arguments + outputs + temporaries; no allocation), and with --big-run the measured
+  peak resident memory of the process around one executed step.
+"""
+from __future__ import annotations
+
+from experiments import _env  # noqa: F401
+
+import argparse
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jsparse.core import records
+from jsparse.sae import gba
+from jsparse.sae.train import Options, build, init_state, make_step
+
+METHODS = ("gba", "gba_noadapt", "relu_tied", "ba", "topk", "batchtopk", "relu_l1", "jumprelu")
+
+
+def _setup(method, d, width, batch, key, k=32):
+    base = {"gba_noadapt": "gba", "relu_tied": "relu_l1"}.get(method, method)
+    extra = dict(tied=True, output_scale=True) if method == "relu_tied" else {}
+    model = build(base, d, width, key, k=k if base in ("topk", "batchtopk") else None, **extra)
+    cfg = None
+    if base == "gba":
+        cfg = gba.make_config(width, groups=10, htf=0.5, ltf=1e-3, update_every=10)
+    elif base == "ba":
+        cfg = gba.make_config(width, groups=1, htf=0.02, update_every=10)
+    opts = Options(base, k, 0.0 if method == "relu_tied" else 3e-2, 1e-2, 1 / 32, d // 2, 200, 0.01,
+                   adapt=method != "gba_noadapt")
+    opt = optax.adam(1e-3)
+    x = jax.random.normal(jax.random.fold_in(key, 1), (batch, d), jnp.float32)
+    state = init_state(model, opt, cfg, x, True)
+    step = make_step(nnx.graphdef(model), opts, cfg, opt)
+    return step, state, x
+
+
+def time_method(method, d, width, batch, reps, key):
+    step, state, x = _setup(method, d, width, batch, key)
+    xs = [x, x * 1.01]
+    t0 = time.perf_counter()
+    state, m = step(state, xs[0])
+    jax.block_until_ready((state, m))
+    first = time.perf_counter() - t0
+    times = []
+    for r in range(reps):
+        t0 = time.perf_counter()
+        state, m = step(state, xs[r % 2])
+        jax.block_until_ready((state, m))
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return dict(method=method, d=d, width=width, batch=batch, compile_and_first_s=first, median_step_s=med,
+                min_step_s=min(times), tokens_per_s=batch / med, reps=reps)
+
+
+def memory_estimate(d=1536, width=65536, batch=4096, key=None):
+    key = jax.random.PRNGKey(0) if key is None else key
+    model = build("gba", d, width, key)
+    cfg = gba.make_config(width, groups=10, update_every=10)
+    opt = optax.adam(1e-3)
+    opts = Options("gba", None, 0.0, 0.0, 0.0, d // 2, 200, 0.01)
+    spec = jax.ShapeDtypeStruct((batch, d), jnp.float32)
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    state = init_state(model, opt, cfg, jnp.ones((8, d), jnp.float32), True)
+    step = make_step(nnx.graphdef(model), opts, cfg, opt)
+    t0 = time.perf_counter()
+    compiled = step.lower(state, spec).compile()
+    ma = compiled.memory_analysis()
+    out = dict(d=d, width=width, batch=batch, compile_s=time.perf_counter() - t0)
+    for name in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes"):
+        out[name] = int(getattr(ma, name, 0) or 0)
+    out["peak_estimate_gib"] = (out["argument_size_in_bytes"] + out["output_size_in_bytes"]
+                                - out["alias_size_in_bytes"] + out["temp_size_in_bytes"]) / 2**30
+    return out, compiled, state
+
+
+def big_run(compiled, state, d, batch):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    x = jax.random.normal(jax.random.PRNGKey(9), (batch, d), jnp.float32)
+    t0 = time.perf_counter()
+    new, m = compiled(state, x)
+    jax.block_until_ready((new, m))
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return dict(step_s=wall, peak_rss_gib=peak / 2**20, rss_before_gib=before / 2**20)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dims", type=int, nargs="+", default=[384, 768])
+    ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--big-run", action="store_true", help="execute one step at width 65,536, d = 1536")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--out", default="results/bench_sae.json")
+    a = ap.parse_args(argv)
+    key = jax.random.PRNGKey(0)
+    rows = []
+    print(f"backend {jax.default_backend()}, batch {a.batch}, median of {a.reps} steps (compile excluded)")
+    print(f"{'method':>12} {'d':>5} {'width':>6} {'compile+1st s':>13} {'step s':>8} {'tokens/s':>10}")
+    for d in a.dims:
+        for method in a.methods:
+            r = time_method(method, d, 16 * d, a.batch, a.reps, key)
+            rows.append(r)
+            print(f"{method:>12} {d:>5} {16 * d:>6} {r['compile_and_first_s']:>13.2f} {r['median_step_s']:>8.3f} "
+                  f"{r['tokens_per_s']:>10.0f}", flush=True)
+    overhead = {}
+    for d in a.dims:
+        by = {r["method"]: r["median_step_s"] for r in rows if r["d"] == d}
+        if "gba" in by:
+            overhead[d] = {f"vs_{b}": by["gba"] / by[b] - 1 for b in ("gba_noadapt", "relu_tied") if b in by}
+            print(f"d={d}: GBA step overhead " + ", ".join(f"{k} {100 * v:+.1f}%" for k, v in overhead[d].items()))
+    mem = None
+    if not a.no_memory:
+        mem, compiled, state = memory_estimate(batch=a.batch)
+        print(f"width 65,536, d 1536, batch {a.batch}: XLA peak estimate {mem['peak_estimate_gib']:.2f} GiB "
+              f"(args {mem['argument_size_in_bytes'] / 2**30:.2f}, temp {mem['temp_size_in_bytes'] / 2**30:.2f} GiB)")
+        if a.big_run:
+            mem.update(big_run(compiled, state, 1536, a.batch))
+            print(f"  executed one step: {mem['step_s']:.1f} s, process peak RSS {mem['peak_rss_gib']:.2f} GiB")
+    out = Path(a.out)
+    records.write_json(out, dict(rows=rows, overhead=overhead, memory=mem, environment=records.environment(),
+                                 settings=vars(a)))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
