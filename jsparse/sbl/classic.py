@@ -41,6 +41,11 @@ def dense_posterior(y: jax.Array, H: jax.Array, gamma: jax.Array, sigma2):
     """(μ (N,), diag Σ (N,) real, ||y − Hμ||², dof) for the prior diag(γ) (see module docstring)."""
     hg = H * gamma.astype(H.dtype)[None, :]
     cov = jnp.matmul(hg, jnp.conj(H).T, precision=C.HIGHEST)
+    # Cholesky guard: σ² at least eps tr(H Γ H^H) >= its largest eigenvalue (matters only when σ² -> 0,
+    # e.g. y = 0 with a learned σ², where pruned γ make H Γ H^H singular).
+    rdt = C.real_dtype(H.dtype)
+    jitter = jnp.finfo(rdt).eps * jnp.sum(jnp.real(jnp.diagonal(cov)))
+    sigma2 = jnp.maximum(sigma2, jitter)
     cov = 0.5 * (cov + jnp.conj(cov).T) + sigma2 * jnp.eye(H.shape[0], dtype=H.dtype)
     chol = jnp.linalg.cholesky(cov)
     w = solve_triangular(chol, H, lower=True)

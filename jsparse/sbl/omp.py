@@ -80,6 +80,11 @@ def omp(y: jax.Array, H: jax.Array, *, max_atoms: int, tol: float = 1e-2) -> OMP
     y, H = C.check_y_dict(y, H)
     max_atoms = V.check_int(max_atoms, "max_atoms", minimum=1, maximum=min(H.shape))
     tol = C.check_tol(tol)
+    return _omp_solve(y, H, max_atoms=max_atoms, tol=tol)
+
+
+@partial(jax.jit, static_argnames=("max_atoms", "tol"))
+def _omp_solve(y, H, *, max_atoms: int, tol: float) -> OMPResult:
     rdt = C.real_dtype(y.dtype)
     colnorm = jnp.maximum(jnp.linalg.norm(H, axis=0), C.tiny(rdt))
     state = _OmpState(
@@ -96,6 +101,9 @@ def omp(y: jax.Array, H: jax.Array, *, max_atoms: int, tol: float = 1e-2) -> OMP
 def _kron_ls(y: jax.Array, factors: Sequence[jax.Array], masks: Sequence[jax.Array]) -> jax.Array:
     pinvs = [jnp.linalg.pinv(h * m.astype(h.dtype)[None, :]) for h, m in zip(factors, masks)]
     return kron_matvec(pinvs, y)
+
+
+_kron_ls_jit = jax.jit(_kron_ls)
 
 
 class _KompState(NamedTuple):
@@ -140,6 +148,11 @@ def kron_omp(
         raise ValueError(f"max_atoms: expected {len(factors)} values (one per factor), got {max_atoms!r}")
     caps = tuple(V.check_int(c, "max_atoms", minimum=1) for c in caps)
     tol = C.check_tol(tol)
+    return _kron_omp_solve(y, tuple(factors), caps=caps, tol=tol)
+
+
+@partial(jax.jit, static_argnames=("caps", "tol"))
+def _kron_omp_solve(y, factors, *, caps: tuple, tol: float) -> OMPResult:
     rdt = C.real_dtype(y.dtype)
     normalised = tuple(h / jnp.maximum(jnp.linalg.norm(h, axis=0), C.tiny(rdt))[None, :] for h in factors)
     n = 1
@@ -178,10 +191,15 @@ def oracle_ls(y: jax.Array, H, support, *, max_support: int | None = None) -> ja
         masks = tuple(
             V.check_array(s, f"support[{i}]", shape=(f.shape[1],)).astype(bool) for i, (s, f) in enumerate(zip(support, factors))
         )
-        return _kron_ls(y, factors, masks)
+        return _kron_ls_jit(y, factors, masks)
     y, H = C.check_y_dict(y, H)
     mask = V.check_array(support, "support", shape=(H.shape[1],)).astype(bool)
     size = min(H.shape) if max_support is None else V.check_int(max_support, "max_support", minimum=1)
+    return _dense_ls(y, H, mask, size=size)
+
+
+@partial(jax.jit, static_argnames=("size",))
+def _dense_ls(y, H, mask, *, size: int) -> jax.Array:
     idx = jnp.nonzero(mask, size=size, fill_value=0)[0]
     valid = jnp.arange(size) < jnp.sum(mask)
     coef = _masked_lstsq(H[:, idx], valid, y)

@@ -1,0 +1,140 @@
+"""Contract suite registration (jit == eager, vmap == loop, no retrace, dtypes, bad inputs)."""
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+
+from jsparse.core.kron import kron_dense
+from jsparse.sbl import kron_omp, krosbl, omp, oracle_ls, sbl
+from tests.contract import BadInput, ContractCase, ContractSuite
+from tests.sbl.problems import small_problem
+
+ALL = (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128)
+
+
+def _kron_inputs(key, dtype):
+    p = small_problem(key, dtype)
+    return p.y, p.factors
+
+
+def _dense_inputs(key, dtype):
+    p = small_problem(key, dtype)
+    return p.y, kron_dense(p.factors)
+
+
+def _support_inputs(key, dtype):
+    p = small_problem(key, dtype)
+    return p.y, p.factors, p.supports
+
+
+_Y, _F = _kron_inputs(__import__("jax").random.PRNGKey(0), jnp.float64)
+_Y = np.asarray(_Y, np.float32)
+_F = tuple(np.asarray(f, np.float32) for f in _F)
+_NAN_Y = _Y.copy()
+_NAN_Y[0] = np.nan
+_INF_F = tuple(f.copy() for f in _F)
+_INF_F[1][0, 0] = np.inf
+
+KRON_BAD = [
+    BadInput(args=lambda: (_Y[:-1], _F), match="y"),
+    BadInput(args=lambda: (_Y, _F[:1]), match="factors"),
+    BadInput(args=lambda: (_Y, (_F[0], _F[1])), match="y"),
+    BadInput(args=lambda: (_NAN_Y, _F), match="y"),
+    BadInput(args=lambda: (_Y, _INF_F), match=r"factors\[1\]"),
+    BadInput(args=lambda: (_Y, (_F[0], _F[1][0], _F[2])), match=r"factors\[1\]"),
+    BadInput(args=lambda: (_Y, _F), kwargs={"noise_var": 0.0}, match="noise_var"),
+    BadInput(args=lambda: (_Y, _F), kwargs={"noise_var": -1.0}, match="noise_var"),
+    BadInput(args=lambda: (_Y, _F), kwargs={"method": "foo"}, match="method"),
+    BadInput(args=lambda: (_Y, _F), kwargs={"adjoint": "foo"}, match="adjoint"),
+    BadInput(args=lambda: (_Y, _F), kwargs={"prune": (1e-3, 1e-3)}, match="prune"),
+]
+_H = np.asarray(kron_dense([jnp.asarray(f) for f in _F]))
+DENSE_BAD = [
+    BadInput(args=lambda: (_Y[:-1], _H), match="H"),
+    BadInput(args=lambda: (_NAN_Y, _H), match="y"),
+    BadInput(args=lambda: (_Y, _H[None]), match="H"),
+    BadInput(args=lambda: (_Y, _H), kwargs={"noise_var": 0.0}, match="noise_var"),
+]
+
+
+class TestSvdKroSBLContract(ContractSuite):
+    case = ContractCase(
+        name="krosbl-svd",
+        fn=functools.partial(krosbl, method="svd", max_iters=20),
+        make_inputs=_kron_inputs,
+        dtypes=ALL,
+        bad_inputs=KRON_BAD,
+        rtol=2e-3,
+        atol=2e-4,
+    )
+
+
+class TestAmKroSBLContract(ContractSuite):
+    case = ContractCase(
+        name="krosbl-am",
+        fn=functools.partial(krosbl, method="am", max_iters=20, noise_var=0.05),
+        make_inputs=_kron_inputs,
+        dtypes=(jnp.float32, jnp.complex128),
+        rtol=2e-3,
+        atol=2e-4,
+    )
+
+
+class TestKsblContract(ContractSuite):
+    case = ContractCase(
+        name="krosbl-ksbl",
+        fn=functools.partial(krosbl, method="ksbl", max_iters=20),
+        make_inputs=_kron_inputs,
+        dtypes=(jnp.float64, jnp.complex64),
+        rtol=2e-3,
+        atol=2e-4,
+    )
+
+
+class TestClassicSBLContract(ContractSuite):
+    case = ContractCase(
+        name="sbl",
+        fn=functools.partial(sbl, max_iters=20),
+        make_inputs=_dense_inputs,
+        dtypes=(jnp.float32, jnp.complex128),
+        bad_inputs=DENSE_BAD,
+        rtol=2e-3,
+        atol=2e-4,
+    )
+
+
+class TestOmpContract(ContractSuite):
+    case = ContractCase(
+        name="omp",
+        fn=functools.partial(omp, max_atoms=8, tol=1e-2),
+        make_inputs=_dense_inputs,
+        dtypes=(jnp.float32, jnp.complex128),
+        bad_inputs=[BadInput(args=lambda: (_Y, _H), kwargs={"max_atoms": 10_000}, match="max_atoms")],
+        select=lambda out: (out.x, out.support),
+    )
+
+
+class TestKronOmpContract(ContractSuite):
+    case = ContractCase(
+        name="kron_omp",
+        fn=functools.partial(kron_omp, max_atoms=(3, 3, 3), tol=1e-2),
+        make_inputs=_kron_inputs,
+        dtypes=(jnp.float64, jnp.complex64),
+        bad_inputs=[BadInput(args=lambda: (_Y, _F), kwargs={"max_atoms": (3, 3)}, match="max_atoms")],
+        rtol=1e-3,
+        atol=1e-4,
+    )
+
+
+class TestOracleLsContract(ContractSuite):
+    case = ContractCase(
+        name="oracle_ls",
+        fn=oracle_ls,
+        make_inputs=_support_inputs,
+        dtypes=(jnp.float32, jnp.complex128),
+        bad_inputs=[BadInput(args=lambda: (_Y, _F, (np.ones(5, bool),)), match="support")],
+        rtol=1e-3,
+        atol=1e-4,
+    )

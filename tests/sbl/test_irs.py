@@ -1,0 +1,137 @@
+"""IRS-MIMO simulator and metrics: Kronecker model == physical model, redraw rule, NMSE, SER."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from jsparse.core.kron import kron_matvec
+from jsparse.sbl import irs
+
+SMALL = irs.IRSSetup(ms_antennas=4, bs_antennas=8, irs_elements=32, grid=10, spread=3, pilots=2, configs=3)
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
+def test_kronecker_model_equals_physical_model(dtype):
+    with jax.enable_x64(dtype == jnp.complex128):
+        p = irs.simulate(jax.random.PRNGKey(0), 1e6, dtype=dtype)  # essentially noiseless
+        tol = 1e-4 if dtype == jnp.complex64 else 1e-10
+        assert p.y.dtype == dtype and p.x.dtype == dtype and p.noise_var.dtype == jnp.finfo(dtype).dtype
+        assert [f.shape for f in p.factors] == [(6, 18), (3, 18), (16, 18)] and p.y.shape == (288,)
+        clean = jnp.einsum("kbm,mp->kpb", p.channels, p.pilots).reshape(-1)
+        np.testing.assert_allclose(np.asarray(kron_matvec(p.factors, p.x)), np.asarray(clean), rtol=0, atol=tol * float(jnp.max(jnp.abs(clean))))
+        est = irs.channels_from_x(p.x, p.factors[0], p.ms_dict, p.factors[2])
+        np.testing.assert_allclose(np.asarray(est), np.asarray(p.channels), atol=tol * float(jnp.max(jnp.abs(p.channels))))
+        # 3 (cascaded, contiguous mod G) x 1 (MS) x 3 (BS, contiguous) nonzeros.
+        support = np.argwhere(np.abs(np.asarray(p.x).reshape(18, 18, 18)) > 0)
+        assert len(support) == 9
+        casc, ms, bs = (sorted(set(support[:, i])) for i in range(3))
+        assert len(ms) == 1 and bs == list(range(bs[0], bs[0] + 3))
+        assert len(casc) == 3 and sorted((c - casc[0]) % 18 for c in casc) in ([0, 1, 2], [0, 1, 17], [0, 16, 17])
+        assert bool(p.valid)
+
+
+def test_physical_channel_against_numpy_formula():
+    s = SMALL
+    p = irs.simulate(jax.random.PRNGKey(1), 10.0, setup=s)
+    a = lambda n: np.exp(1j * np.pi * np.outer(np.arange(n), 2 * np.arange(s.grid) / s.grid - 1)) / np.sqrt(n)  # noqa: E731
+    # Effective channel of configuration k = (A_B x-slices) through the cascaded dictionary, dense.
+    d_i = a(s.irs_elements)[:, :1] * np.conj(a(s.irs_elements))
+    x = np.asarray(p.x, np.complex128).reshape(s.grid, s.grid, s.grid)
+    thetas = np.asarray(p.thetas, np.float64)
+    for k in range(s.configs):
+        phi = thetas[k] @ d_i
+        g = np.einsum("j,mn,bl,jnl->bm", phi, np.conj(a(s.ms_antennas)), a(s.bs_antennas), x)
+        np.testing.assert_allclose(g, np.asarray(p.channels[k]), atol=1e-4 * np.abs(g).max())
+    assert set(np.unique(np.abs(thetas) * np.sqrt(s.irs_elements)).round(6)) == {1.0}
+
+
+def test_deterministic_per_key_and_snr_sets_noise():
+    a = irs.simulate(jax.random.PRNGKey(2), 8.0, setup=SMALL)
+    b = irs.simulate(jax.random.PRNGKey(2), 8.0, setup=SMALL)
+    c = irs.simulate(jax.random.PRNGKey(3), 8.0, setup=SMALL)
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    assert not np.allclose(np.asarray(a.y), np.asarray(c.y))
+    clean = kron_matvec(a.factors, a.x)
+    np.testing.assert_allclose(float(a.noise_var), float(jnp.mean(jnp.abs(clean) ** 2)) / 10**0.8, rtol=1e-3)
+    # Monte Carlo check of the noise power over many keys at the same channel (fold the noise key only).
+    keys = jax.random.split(jax.random.PRNGKey(4), 24)
+    sims = jax.vmap(lambda k: irs.simulate(k, 8.0, setup=SMALL))(keys)
+    ratio = jnp.mean(jnp.abs(sims.y - jax.vmap(kron_matvec)(sims.factors, sims.x)) ** 2, axis=1) / sims.noise_var
+    assert abs(float(jnp.mean(ratio)) - 1) < 0.1
+
+
+def test_degenerate_configurations_are_redrawn():
+    # G = 1, L = 1: the channel is ∝ Σ_i θ_i, zero whenever the two signs differ (half the draws).
+    s = irs.IRSSetup(ms_antennas=2, bs_antennas=2, irs_elements=2, grid=1, spread=1, pilots=1, configs=8, redraws=16)
+    sims = jax.vmap(lambda k: irs.simulate(k, 10.0, setup=s))(jax.random.split(jax.random.PRNGKey(5), 50))
+    th = np.asarray(sims.thetas)  # (50, 8, 2)
+    assert np.all(th[..., 0] == th[..., 1]) and bool(jnp.all(sims.valid))
+    norms = np.linalg.norm(np.asarray(sims.channels), axis=(-2, -1))
+    assert norms.min() > 1e-3
+    # An impossible threshold: nothing passes, the flag says so.
+    bad = irs.simulate(jax.random.PRNGKey(6), 10.0, setup=s._replace(degenerate_tol=1e9))
+    assert not bool(bad.valid)
+
+
+def test_channel_nmse():
+    p = irs.simulate(jax.random.PRNGKey(7), 10.0, setup=SMALL)
+    np.testing.assert_allclose(np.asarray(irs.channel_nmse(p.x, p)), 0, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(irs.channel_nmse(jnp.zeros_like(p.x), p)), 1, rtol=1e-6)
+    half = irs.channel_nmse(0.5 * p.x, p)
+    np.testing.assert_allclose(np.asarray(half), 0.25, rtol=1e-4)
+    assert half.shape == (SMALL.configs,)
+
+
+def _simulate_ser_numpy(est, true, snr_db, n, rng):
+    """The reference procedure, literally: SVD beamformers, QPSK symbols, noise, min distance."""
+    u, s, vh = np.linalg.svd(est)
+    comb, prec = u[:, 0], np.conj(vh[0])
+    h = comb.conj() @ true @ prec
+    h_hat = comb.conj() @ est @ prec
+    symbols = np.array([1, 1j, -1, -1j])
+    sent = rng.integers(0, 4, n)
+    sigma2 = np.abs(h) ** 2 / 10 ** (snr_db / 10)
+    y = h * symbols[sent] + np.sqrt(sigma2 / 2) * (rng.normal(size=n) + 1j * rng.normal(size=n))
+    det = np.argmin(np.abs(y[:, None] - h_hat * symbols[None, :]), axis=1)
+    return np.mean(det != sent)
+
+
+def test_ser_closed_form_matches_symbol_simulation(x64):
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(2, 5, 3)) + 1j * rng.normal(size=(2, 5, 3))
+    est = true + 0.4 * (rng.normal(size=true.shape) + 1j * rng.normal(size=true.shape))
+    n = 200_000
+    for snr in (4.0, 8.0):
+        exact = np.asarray(irs.ser_qpsk(jnp.asarray(est), jnp.asarray(true), snr))
+        for k in range(2):
+            mc = _simulate_ser_numpy(est[k], true[k], snr, n, rng)
+            sd = np.sqrt(exact[k] * (1 - exact[k]) / n)
+            assert abs(mc - exact[k]) < 5 * sd + 1e-6, (snr, k, mc, exact[k])
+        assert np.all(exact > 1e-3)  # a meaningful comparison, not two zeros
+
+
+def test_ser_perfect_estimate_is_textbook_qpsk_and_zero_estimate_is_three_quarters(x64):
+    p = irs.simulate(jax.random.PRNGKey(8), 10.0, setup=SMALL, dtype=jnp.complex128)
+    q = norm.sf(np.sqrt(10 ** 0.4))  # Q(sqrt(Es/N0)) per rail for unit-energy QPSK at 4 dB
+    np.testing.assert_allclose(np.asarray(irs.ser_qpsk(p.channels, p.channels, 4.0)), 1 - (1 - q) ** 2, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(irs.ser_qpsk(jnp.zeros_like(p.channels), p.channels, 4.0)), 0.75)
+    mc = irs.ser_qpsk(p.channels, p.channels, 4.0, key=jax.random.PRNGKey(0), num_symbols=100_000)
+    assert np.all(np.abs(np.asarray(mc) - (1 - (1 - q) ** 2)) < 0.005)
+    counts = np.asarray(mc, np.float64) * 100_000
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)  # whole counts
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="configs"):
+        irs.simulate(jax.random.PRNGKey(0), 10.0, setup=irs.IRSSetup(configs=0))
+    with pytest.raises(ValueError, match="spread"):
+        irs.simulate(jax.random.PRNGKey(0), 10.0, setup=irs.IRSSetup(grid=4, spread=5))
+    with pytest.raises(ValueError, match="dtype"):
+        irs.simulate(jax.random.PRNGKey(0), 10.0, dtype=jnp.float32)
+    p = irs.simulate(jax.random.PRNGKey(0), 10.0, setup=SMALL)
+    with pytest.raises(ValueError, match="x_hat"):
+        irs.channel_nmse(jnp.zeros(17, jnp.complex64), p)
+    with pytest.raises(ValueError, match="est_channels"):
+        irs.ser_qpsk(p.channels[:, :-1], p.channels, 10.0)
