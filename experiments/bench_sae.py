@@ -5,7 +5,8 @@
 
 * Each row times the same jitted train step that `jsparse.sae.train` uses (one optimiser step,
   row normalisation, method-specific state updates), on random data already on the device.
-  Compilation is timed separately; steps are timed with block_until_ready; median of `reps`.
+  Compilation is timed separately; steps are timed with block_until_ready, interleaved across
+  methods (rep r of every method before rep r + 1); median of `reps`.
 * GBA overhead, side by side in one run: (a) the GBA step vs the identical tied SAE step without
   the window statistics and bias rule ("gba_noadapt"); (b) vs a plain tied ReLU SAE step
   ("relu_tied": same parameters, ReLU(u + b_enc), no penalty).
@@ -54,22 +55,31 @@ def _setup(method, d, width, batch, key, k=32):
     return step, state, x
 
 
-def time_method(method, d, width, batch, reps, key):
-    step, state, x = _setup(method, d, width, batch, key)
-    xs = [x, x * 1.01]
-    t0 = time.perf_counter()
-    state, m = step(state, xs[0])
-    jax.block_until_ready((state, m))
-    first = time.perf_counter() - t0
-    times = []
-    for r in range(reps):
+def time_methods(methods, d, width, batch, reps, key):
+    """Compile every method's step, then time them interleaved (rep 1 of each method, rep 2 of
+    each, ...) so that load drift on a shared machine hits all methods alike."""
+    setups, rows = {}, {}
+    for method in methods:
+        step, state, x = _setup(method, d, width, batch, key)
         t0 = time.perf_counter()
-        state, m = step(state, xs[r % 2])
+        state, m = step(state, x)
         jax.block_until_ready((state, m))
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    return dict(method=method, d=d, width=width, batch=batch, compile_and_first_s=first, median_step_s=med,
-                min_step_s=min(times), tokens_per_s=batch / med, reps=reps)
+        setups[method] = [step, state, x]
+        rows[method] = dict(method=method, d=d, width=width, batch=batch, reps=reps,
+                            compile_and_first_s=time.perf_counter() - t0, times=[])
+    for r in range(reps):
+        for method in methods:
+            step, state, x = setups[method]
+            t0 = time.perf_counter()
+            state, m = step(state, x * (1.0 + 0.01 * (r % 2)))
+            jax.block_until_ready((state, m))
+            rows[method]["times"].append(time.perf_counter() - t0)
+            setups[method][1] = state
+    for row in rows.values():
+        row["median_step_s"] = statistics.median(row["times"])
+        row["min_step_s"] = min(row["times"])
+        row["tokens_per_s"] = batch / row["median_step_s"]
+    return [rows[m] for m in methods]
 
 
 def memory_estimate(d=1536, width=65536, batch=4096, key=None):
@@ -119,16 +129,17 @@ def main(argv=None):
     print(f"backend {jax.default_backend()}, batch {a.batch}, median of {a.reps} steps (compile excluded)")
     print(f"{'method':>12} {'d':>5} {'width':>6} {'compile+1st s':>13} {'step s':>8} {'tokens/s':>10}")
     for d in a.dims:
-        for method in a.methods:
-            r = time_method(method, d, 16 * d, a.batch, a.reps, key)
+        for r in time_methods(a.methods, d, 16 * d, a.batch, a.reps, key):
             rows.append(r)
+            method = r["method"]
             print(f"{method:>12} {d:>5} {16 * d:>6} {r['compile_and_first_s']:>13.2f} {r['median_step_s']:>8.3f} "
                   f"{r['tokens_per_s']:>10.0f}", flush=True)
     overhead = {}
     for d in a.dims:
-        by = {r["method"]: r["median_step_s"] for r in rows if r["d"] == d}
-        if "gba" in by:
-            overhead[d] = {f"vs_{b}": by["gba"] / by[b] - 1 for b in ("gba_noadapt", "relu_tied") if b in by}
+        by = {r["method"]: np.asarray(r["times"]) for r in rows if r["d"] == d}
+        if "gba" in by:  # median of the per-rep ratios (paired, interleaved) and ratio of medians
+            overhead[d] = {f"vs_{b}": float(np.median(by["gba"] / by[b]) - 1) for b in ("gba_noadapt", "relu_tied")
+                           if b in by}
             print(f"d={d}: GBA step overhead " + ", ".join(f"{k} {100 * v:+.1f}%" for k, v in overhead[d].items()))
     mem = None
     if not a.no_memory:
