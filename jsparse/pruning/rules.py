@@ -115,12 +115,13 @@ class _Rule:
         _validate(params, masks)
         return _prune_jit(self, params, masks)
 
-    # --- per-group rule: (magnitudes with +inf at pruned entries, weights, masks) -> (I, d, r, c)
-    def _count(self, w_list, m_list):  # pragma: no cover - abstract
+    # Per group (a list of weight arrays; axis=1 when each row is its own group, i.e. neurons):
+    def _count(self, w_list, m_list, axis):  # pragma: no cover - abstract
+        """-> (index, d remaining, r, c to prune)."""
         raise NotImplementedError
 
-    def _threshold(self, a_list, c, d, info_index):
-        """Threshold below which remaining entries are pruned."""
+    def _threshold(self, a_list, c, d, axis):  # pragma: no cover - abstract
+        """Threshold below which remaining entries are pruned (a_list: |w| with +inf at pruned)."""
         raise NotImplementedError
 
 

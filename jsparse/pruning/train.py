@@ -11,7 +11,6 @@ schedule over one round; every value is settable.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
