@@ -259,3 +259,16 @@ class TestPCSBLContract(ContractSuite):
         rtol=2e-3,
         atol=2e-4,
     )
+
+
+def test_csbl_kron_matches_dense_classic_sbl(x64):
+    from jsparse.sbl import sbl
+
+    y, factors, _, nv = block_problem(jax.random.PRNGKey(9), jnp.complex128)
+    got = pc.csbl_kron(y, factors, noise_var=nv, prune=1e-4, max_iters=30)
+    want = sbl(y, kron_dense(factors), noise_var=nv, prune=1e-4, max_iters=30)
+    assert int(got.iterations) == int(want.iterations)
+    np.testing.assert_allclose(np.asarray(got.gammas[0]), np.asarray(want.gammas[0]), rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(got.x), np.asarray(want.x), rtol=1e-7, atol=1e-10)
+    with pytest.raises(ValueError, match="noise_var"):
+        pc.csbl_kron(y, factors, noise_var=0.0)
