@@ -28,6 +28,8 @@ from jsparse import sae
 from jsparse.core import records
 from jsparse.sae import metrics
 
+_CACHED_ONLY = False
+
 PAPER_TOY = {  # ICLR version, imbalanced-sparsity toy: (FRR@0.8, FRR@0.9) in %
     "topk k=20": (100.0, 98.4), "topk k=30": (98.4, 24.2), "topk k=50": (94.5, 23.4), "gba": (100.0, 100.0),
 }
@@ -91,6 +93,8 @@ def _run(out: Path, name: str, stream, resume: bool, *, method, width, steps, ev
     path = out / "runs" / f"{name}.json"
     if resume and path.exists():
         return records.read_json(path)
+    if _CACHED_ONLY:  # summarise what finished; train nothing
+        return None
     t0 = time.perf_counter()
     model, hist = sae.train(stream, method=method, width=width, steps=steps, key=jax.random.PRNGKey(seed),
                             log_every=max(steps // 50, 1), show_progress=False, **kw)
@@ -113,16 +117,20 @@ def recovery_tables(out, cfg, resume):
         st = _stream(0, cfg["batch"], **p)
         common = dict(width=p["width"], steps=cfg["steps"], eval_batches=cfg["eval_batches"])
         g = _run(out, f"{label}_gba", st, resume, method="gba", **common)
+        if g is None:
+            continue
         k_match = max(int(round(g["l0"])), 1)
-        runs = [g, _run(out, f"{label}_ba", st, resume, method="ba", **common)]
-        runs.append(_run(out, f"{label}_topk_k{k_match}", st, resume, method="topk", k=k_match, **common))
+        runs = [g, _run(out, f"{label}_topk_k{k_match}", st, resume, method="topk", k=k_match, **common)]
+        if cfg["methods"][label] == "target":  # GBA vs TopK at the same L0 only
+            continue
+        runs.append(_run(out, f"{label}_ba", st, resume, method="ba", **common))
         if cfg["methods"][label] == "all":
             runs.append(_run(out, f"{label}_batchtopk_k{k_match}", st, resume, method="batchtopk", k=k_match,
                              **common))
             runs.append(_run(out, f"{label}_topk_k{p['s']}", st, resume, method="topk", k=p["s"], **common))
             runs.append(_run(out, f"{label}_relu_l1", st, resume, method="relu_l1", **common))
             runs.append(_run(out, f"{label}_jumprelu", st, resume, method="jumprelu", **common))
-        for r in runs:
+        for r in (r for r in runs if r is not None):
             rows.append(dict(problem=label, **{k: p[k] for k in ("n", "d", "s", "width")}, run=r["name"],
                              method=r["method"], k=r["settings"].get("k"), frr08=r["frr08"], frr09=r["frr09"],
                              frr09_hungarian=r["frr09_hungarian"], fvu=r["fvu"], l0=r["l0"], dead=r["dead"],
@@ -146,7 +154,7 @@ def imbalanced_toy(out, cfg, resume):
     for k in t["topk"]:
         rows.append((f"topk k={k}", _run(out, f"toy_topk_k{k}", st, resume, method="topk", k=k, **common)))
     return [dict(method=m, frr08=r["frr08"], frr09=r["frr09"], l0=r["l0"], dead=r["dead"], fvu=r["fvu"],
-                 paper=PAPER_TOY.get(m)) for m, r in rows]
+                 paper=PAPER_TOY.get(m)) for m, r in rows if r is not None]
 
 
 def heterogeneous(out, cfg, resume):
@@ -154,17 +162,21 @@ def heterogeneous(out, cfg, resume):
     st = _stream(2, cfg["batch"], **p)
     freqs = st.frequencies(num_batches=20)
     rare = freqs <= np.quantile(freqs, 0.25)
+    frequent = freqs >= np.quantile(freqs, 0.75)
     common = dict(width=p["width"], steps=cfg["steps"], eval_batches=cfg["eval_batches"])
     g = _run(out, "hetero_gba", st, resume, method="gba", **common)
+    if g is None:
+        return [], None
     k = max(int(round(g["l0"])), 1)
     runs = [g, _run(out, "hetero_ba", st, resume, method="ba", **common),
             _run(out, f"hetero_topk_k{k}", st, resume, method="topk", k=k, **common),
             _run(out, f"hetero_topk_k{p['s']}", st, resume, method="topk", k=p["s"], **common)]
     rows = []
-    for r in runs:
+    for r in (r for r in runs if r is not None):
         mc = np.asarray(r["feature_maxcos"])
         rows.append(dict(run=r["name"], method=r["method"], l0=r["l0"], dead=r["dead"], frr09=r["frr09"],
                          rare_frr09=float(np.mean(mc[rare] >= 0.9)), rare_frr08=float(np.mean(mc[rare] >= 0.8)),
+                         rare_mean_cos=float(np.mean(mc[rare])), frequent_frr09=float(np.mean(mc[frequent] >= 0.9)),
                          rare_count=int(rare.sum())))
     return rows, dict(freq_max=float(freqs.max()), freq_min=float(freqs.min()))
 
@@ -177,7 +189,7 @@ def resonance(out, cfg, resume):
         for j, p in enumerate(h["p"]):
             r = _run(out, f"heat_s{s}_p{p}", st, resume, method="ba", target=p, width=h["width"], steps=h["steps"],
                      eval_batches=max(cfg["eval_batches"] // 4, 4))
-            grid[i, j] = r["frr09"]
+            grid[i, j] = np.nan if r is None else r["frr09"]
     return dict(f=[s / h["n"] for s in h["s"]], p=h["p"], frr09=grid, n=h["n"], d=h["d"], width=h["width"])
 
 
@@ -190,6 +202,8 @@ def frontier(out, cfg, resume):
         for v in values:
             key = "k" if method == "topk" else ("l1" if method == "relu_l1" else "l0")
             r = _run(out, f"light_{method}_{key}{v}", st, resume, method=method, **{key: v}, **common)
+            if r is None:
+                continue
             pts.append(dict(method=method, param=v, l0=r["l0"], fvu=r["fvu"], frr09=r["frr09"]))
     for r in (records.read_json(f) for f in sorted((out / "runs").glob("light_*.json"))):
         if not any(q["method"] == r["method"] and q["l0"] == r["l0"] for q in pts):
@@ -288,11 +302,13 @@ def _summary(cfg, rows, toy, hetero, hmeta, heat, quick) -> str:
                      f"{r['l0']:.1f} | {_pct(r['dead'])} |")
     span = f"measured f from {hmeta['freq_min']:.2g} to {hmeta['freq_max']:.2g}" if hmeta else "not run"
     lines += ["", f"## Heterogeneous frequencies (power law, 100x weight ratio; {span})", "",
-              "| run | L0 | dead % | FRR@0.9 all | rarest quarter FRR@0.8 | rarest quarter FRR@0.9 |",
-              "|---|---|---|---|---|---|"]
+              "| run | L0 | dead % | FRR@0.9 all | rarest quarter FRR@0.8 | rarest quarter FRR@0.9 | "
+              "rarest quarter mean max-cos | most frequent quarter FRR@0.9 |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in hetero:
         lines.append(f"| {r['run']} | {r['l0']:.1f} | {_pct(r['dead'])} | {_pct(r['frr09'])} | "
-                     f"{_pct(r['rare_frr08'])} | {_pct(r['rare_frr09'])} |")
+                     f"{_pct(r['rare_frr08'])} | {_pct(r['rare_frr09'])} | {r['rare_mean_cos']:.3f} | "
+                     f"{_pct(r['frequent_frr09'])} |")
     if heat is None:
         return "\n".join(lines + ["", "Resonance heatmap: not run."]) + "\n"
     lines += ["", f"## Resonance (BA, FRR@0.9 %, n = {heat['n']}, d = {heat['d']}, M = {heat['width']}): rows f = s/n, "
@@ -317,8 +333,11 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, sections=None
         cfg["problems"] = {k: v for k, v in cfg["problems"].items() if k in options["problems"]}
     sections = tuple(SECTIONS if not sections else sections)
     t0 = time.perf_counter()
-    if not quick and "recovery" in sections and "light" in cfg["problems"]:  # the target first
-        recovery_tables(out, dict(cfg, problems={"light": cfg["problems"]["light"]}), resume)
+    if not quick and "recovery" in sections and "light" in cfg["problems"]:  # the targets first
+        recovery_tables(out, dict(cfg, problems={"light": cfg["problems"]["light"]}, methods={"light": "target"}),
+                        resume)
+        if "hetero" in sections:
+            heterogeneous(out, cfg, resume)
     rows = recovery_tables(out, cfg, resume) if "recovery" in sections else []
     hetero, hmeta = heterogeneous(out, cfg, resume) if "hetero" in sections else ([], None)
     toy = imbalanced_toy(out, cfg, resume) if "toy" in sections else []
@@ -341,7 +360,9 @@ if __name__ == "__main__":
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=None, help="subset to run (default all)")
     ap.add_argument("--problems", nargs="+", choices=("light", "heavy"), default=None)
+    ap.add_argument("--cached-only", action="store_true", help="summarise finished runs, train nothing")
     a = ap.parse_args()
+    _CACHED_ONLY = a.cached_only
     target = Path(a.out) / "sae"
     target.mkdir(parents=True, exist_ok=True)
     print(run(target, quick=not a.full, resume=not a.no_resume, sections=a.sections,
