@@ -192,7 +192,8 @@ def sweep(
       num_trials: trials per grid point.
       key: int seed or PRNG key.
       chunk_size: (grid point, trial) items per dispatch (and per checkpoint).
-      batch_size: items vmapped at once inside a chunk (None: the whole chunk).
+      batch_size: items vmapped at once inside a chunk (None: the whole chunk; on several CPU
+        devices None means 1, see docs/troubleshooting.md).
       out_dir: folder for checkpoints and results (`out_dir/name/`); None keeps everything in memory.
       name: sweep name (sub-folder of out_dir).
       progress: show a progress bar over chunks (default: on unless JSPARSE_PROGRESS=0).
@@ -202,6 +203,10 @@ def sweep(
     grid = _validate(grid, num_trials, chunk_size, batch_size)
     mesh = trial_mesh(devices, mesh)
     n_dev = mesh.shape[TRIAL_AXIS]
+    if batch_size is None and n_dev > 1 and jax.default_backend() == "cpu":
+        # jaxlib 0.10.x: batched LAPACK calls (eigh, svd) of several CPU devices running at once can
+        # deadlock in the shared intra-op thread pool; mapping one trial at a time avoids them.
+        batch_size = 1
     dispatch_size = -(-chunk_size // n_dev) * n_dev  # a chunk padded to whole device slices
     item_sharding = NamedSharding(mesh, P(TRIAL_AXIS))
     replicated = NamedSharding(mesh, P())

@@ -32,7 +32,9 @@ SCRIPT = textwrap.dedent(
     assert four.meta["device_count"] == 4 and one.meta["device_count"] == 1
     np.testing.assert_allclose(four.arrays["score"], one.arrays["score"], rtol=1e-5)
     np.testing.assert_allclose(four.arrays["vec"], one.arrays["vec"], rtol=1e-5, atol=1e-5)
-    batched = montecarlo.sweep(trial, grid, num_trials=7, key=11, chunk_size=6, batch_size=2, progress=False)
+    # (explicit vmapped batches on several CPU devices can deadlock in batched LAPACK; one device here)
+    batched = montecarlo.sweep(trial, grid, num_trials=7, key=11, chunk_size=6, batch_size=2,
+                               devices=jax.devices()[:1], progress=False)
     np.testing.assert_allclose(batched.arrays["score"], one.arrays["score"], rtol=1e-5)
 
     # one trace per static value and one dispatch per chunk (3 points x 7 trials / 5 = 5 chunks)
