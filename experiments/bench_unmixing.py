@@ -13,6 +13,7 @@ from __future__ import annotations
 from experiments import _env  # noqa: F401
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -102,7 +103,8 @@ def main(argv=None) -> dict:
     def jax_run(iters, tol):
         return U.rrlbs(Y, R, init_endmembers=M0, init_abundances=A0, max_iters=iters, tol=tol, lam=lam, gamma=gamma)
 
-    out = {"source": source, "shape": list(Y.shape), "R": R, "dtype": "float64", "environment": records.environment()}
+    out = {"source": source, "shape": list(Y.shape), "R": R, "dtype": "float64", "environment": records.environment(),
+           "load_average_at_start": os.getloadavg()}  # other processes on the machine skew absolute times
     t0 = time.perf_counter()
     jax.block_until_ready(jax_run(n_iter, 0.0))
     out["jax_first_call_s"] = time.perf_counter() - t0  # compile + one run
@@ -152,6 +154,8 @@ def main(argv=None) -> dict:
         print(f"{name:48s} {a:10.3f} {b:12.3f} {c:7.2f}")
     print(f"max relative objective difference JAX vs NumPy over {n_iter} iterations: {out['max_rel_objective_diff']:.2e}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    out["load_average_at_end"] = os.getloadavg()
+    print(f"load average at start / end: {out['load_average_at_start'][0]:.1f} / {out['load_average_at_end'][0]:.1f}")
     records.write_json(args.out, out)
     return out
 
