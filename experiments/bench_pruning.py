@@ -8,7 +8,7 @@
    11.2 M prunable parameters, beside the baseline global threshold by a full sort.
 
 Medians of repeats, `block_until_ready`, compilation excluded.  Run:
-    python -m experiments.bench_pruning [--quick] [--out results/bench_pruning.json]
+    python -m experiments.bench_pruning [--quick] [--part all|prune|train] [--out results/bench_pruning.json]
 """
 from __future__ import annotations
 
@@ -94,23 +94,25 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller ResNet18 batch")
     ap.add_argument("--out", type=Path, default=Path("results/bench_pruning.json"))
+    ap.add_argument("--part", choices=["all", "prune", "train"], default="all")
     a = ap.parse_args(argv)
     reps = 3 if a.quick else 7
     res = {"environment": records.environment(), "training": {}, "prune": {}}
-    cases = [("mlp", (28, 28, 1), 250, 8, {}), ("cnn", (32, 32, 3), 64, 4, {}),
-             ("resnet18", (32, 32, 3), 16 if a.quick else 32, 2, {})]
-    for name, shape, batch, steps, kw in cases:
+    if a.part in ("all", "prune"):
+        res["prune"] = bench_prune(reps)
+        print(f"pruning step on ResNet18 ({res['prune']['prunable']:,} prunable weights), after compilation:")
+        print("| step | median ms | compile s |\n|---|---|---|")
+        for k, v in res["prune"].items():
+            if isinstance(v, dict):
+                print(f"| {k} | {v['step_ms']:.1f} | {v['compile_s']:.1f} |", flush=True)
+    cases = [("mlp", (28, 28, 1), 250, 8, {}), ("cnn", (32, 32, 3), 32 if a.quick else 64, 2 if a.quick else 4, {}),
+             ("resnet18", (32, 32, 3), 8 if a.quick else 32, 1 if a.quick else 2, {})]
+    for name, shape, batch, steps, kw in (cases if a.part in ("all", "train") else []):
         res["training"][name] = {"batch": batch, "steps": steps, **bench_training(name, shape, batch, steps, reps, **kw)}
         r = res["training"][name]
         print(f"train {name:9s} batch {batch:3d}: masked {r['masked']['examples_per_s']:9.1f} ex/s, "
               f"unmasked {r['unmasked']['examples_per_s']:9.1f} ex/s, overhead x{r['mask_overhead']:.2f} "
               f"(compile {r['masked']['compile_s']:.1f} s)", flush=True)
-    res["prune"] = bench_prune(reps)
-    print(f"pruning step on ResNet18 ({res['prune']['prunable']:,} prunable weights), after compilation:")
-    print("| step | median ms | compile s |\n|---|---|---|")
-    for k, v in res["prune"].items():
-        if isinstance(v, dict):
-            print(f"| {k} | {v['step_ms']:.1f} | {v['compile_s']:.1f} |")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     records.write_json(a.out, res)
     print(f"wrote {a.out}")

@@ -51,6 +51,17 @@ def check_pq(p: Any, q: Any) -> None:
         raise ValueError(f"p: expected p < q, got p={p!r}, q={q!r}")
 
 
+def _pow(a: jax.Array, e: float) -> jax.Array:
+    """a**e with cheap special cases for the paper's exponents (pow is exp(e log a) otherwise)."""
+    if e == 0.5:
+        return jnp.sqrt(a)
+    if e == 1.0:
+        return a
+    if e == 2.0:
+        return a * a
+    return a**e
+
+
 def _sums(w: jax.Array, mask: jax.Array | None, p: float, q: float, axis, scale: jax.Array):
     """(sum a^p, sum a^q, d) over `axis` with a = |w| / scale, masked entries excluded."""
     a = jnp.abs(w)
@@ -59,8 +70,8 @@ def _sums(w: jax.Array, mask: jax.Array | None, p: float, q: float, axis, scale:
     a = a / scale
     nz = a > 0
     safe = jnp.where(nz, a, jnp.ones((), a.dtype))  # avoids 0**p (inf slope) in the backward pass
-    sp = jnp.sum(jnp.where(nz, safe**p, 0), axis=axis)
-    sq = jnp.sum(jnp.where(nz, safe**q, 0), axis=axis)
+    sp = jnp.sum(jnp.where(nz, _pow(safe, p), 0), axis=axis)
+    sq = jnp.sum(jnp.where(nz, _pow(safe, q), 0), axis=axis)
     d = jnp.sum(jnp.ones_like(a) if mask is None else mask.astype(a.dtype), axis=axis)
     return sp, sq, d
 

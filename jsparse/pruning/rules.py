@@ -16,7 +16,8 @@ Scopes: "global" (one threshold over all pruned leaves, raw magnitudes), "layer"
 
 The k-th smallest of float32 magnitudes is found exactly by a two-pass radix histogram of the
 IEEE bit patterns (non-negative floats sort like their int32 bits), which avoids a full sort of
-millions of weights; other dtypes and the per-neuron scope sort.
+millions of weights; per neuron (row) it is found by bisection on the bit patterns; other
+dtypes sort.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ import jax.numpy as jnp
 from jsparse.core import validation
 from jsparse.pruning.pq_index import _from_sums, _masked_abs, _max_scale, _sums, check_pq, default_filter
 
-__all__ = ["SAP", "Magnitude", "magnitude", "PruneInfo", "init_masks", "apply_masks", "remaining", "kth_smallest"]
+__all__ = ["SAP", "Magnitude", "magnitude", "PruneInfo", "init_masks", "apply_masks", "remaining", "kth_smallest",
+           "kth_smallest_rows"]
 
 SCOPES = ("global", "layer", "neuron")
 
@@ -83,6 +85,30 @@ def kth_smallest(values: list[jax.Array], c: jax.Array) -> jax.Array:
     hist2 = sum(jnp.bincount(jnp.where((b >> 15) == k, b & 0x7FFF, 1 << 15), length=(1 << 15) + 1) for b in bits)
     j = jnp.minimum(jnp.sum(jnp.cumsum(hist2[: 1 << 15]) <= c - before), (1 << 15) - 1).astype(jnp.int32)
     return jax.lax.bitcast_convert_type((k << 15) | j, jnp.float32)
+
+
+def kth_smallest_rows(a: jax.Array, c: jax.Array) -> jax.Array:
+    """Per row of a (rows, n) non-negative array (+inf allowed): the c[i]-th smallest (0-based).
+
+    float32: exact bisection on the int32 bit patterns (31 counting passes, no sort): the answer
+    is the largest pattern v with #{a_i < v} <= c.  Other dtypes: sort.
+    """
+    n = a.shape[1]
+    c = jnp.clip(jnp.asarray(c, jnp.int32), 0, n - 1)
+    if a.dtype != jnp.float32:
+        return jnp.take_along_axis(jnp.sort(a, axis=1), c[:, None], axis=1)[:, 0]
+    bits = jax.lax.bitcast_convert_type(a, jnp.int32)
+
+    def body(_, lohi):
+        lo, hi = lohi
+        mid = lo + (hi - lo) // 2
+        ok = jnp.sum(bits < mid[:, None], axis=1, dtype=jnp.int32) <= c
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    lo = jnp.zeros(a.shape[0], jnp.int32)
+    hi = jnp.full(a.shape[0], 0x7F800001, jnp.int32)  # above +inf: every entry counts
+    lo, _ = jax.lax.fori_loop(0, 31, body, (lo, hi))
+    return jax.lax.bitcast_convert_type(lo, jnp.float32)
 
 
 def _validate(params: Any, masks: Any) -> None:
@@ -213,8 +239,7 @@ class SAP(_Rule):
     def _threshold(self, a_list, c, d, axis):
         if axis is None:
             return kth_smallest(a_list, c)
-        s = jnp.sort(a_list[0], axis=1)
-        return jnp.take_along_axis(s, jnp.clip(c, 0, s.shape[1] - 1)[:, None], axis=1)[:, 0]
+        return kth_smallest_rows(a_list[0], c)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,9 +271,7 @@ class Magnitude(_Rule):
         if axis is None:
             v_lo, v_hi = kth_smallest(a_list, lo), kth_smallest(a_list, hi)
         else:
-            s = jnp.sort(a_list[0], axis=1)
-            v_lo = jnp.take_along_axis(s, lo[:, None], axis=1)[:, 0]
-            v_hi = jnp.take_along_axis(s, hi[:, None], axis=1)[:, 0]
+            v_lo, v_hi = kth_smallest_rows(a_list[0], lo), kth_smallest_rows(a_list[0], hi)
         thr = v_lo + frac * jnp.where(v_hi > v_lo, v_hi - v_lo, 0)  # inf - inf guard
         return jnp.where(d > 0, thr, -jnp.inf)
 

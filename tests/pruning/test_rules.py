@@ -75,7 +75,7 @@ def make_problem(seed, dtype=np.float32):
 
 @pytest.mark.parametrize("scope,p,q,eta,gamma,beta", [
     ("global", 0.5, 1.0, 0.0, 1.0, 0.9), ("layer", 0.5, 1.0, 0.0, 1.0, 0.9), ("neuron", 0.5, 1.0, 0.0, 1.0, 0.9),
-    ("global", 1.0, 2.0, 0.01, 1.2, 0.9), ("layer", 0.5, 1.0, 0.0, 9.0, 0.9), ("neuron", 1.0, 2.0, 0.1, 1.0, 0.5)])
+    ("global", 1.0, 2.0, 0.01, 1.2, 0.5)])
 def test_sap_matches_numpy(scope, p, q, eta, gamma, beta):
     for seed in range(2):  # same shapes: the second seed reuses the compiled rule
         params, masks = make_problem(seed)
@@ -120,6 +120,15 @@ def test_kth_smallest_exact_with_ties_and_inf():
     f = jax.jit(pruning.kth_smallest)
     for c in [0, 1, 2, 500, 1999, 2570, 2999]:
         assert float(f(parts, c)) == ref[c]
+
+
+def test_kth_smallest_rows_exact():
+    rng = np.random.default_rng(1)
+    a = np.round(np.abs(rng.normal(size=(5, 40))), 1).astype(np.float32)
+    a[1, ::3] = np.inf
+    c = np.array([0, 39, 7, 20, 13])
+    got = np.asarray(jax.jit(pruning.kth_smallest_rows)(jnp.asarray(a), jnp.asarray(c)))
+    np.testing.assert_array_equal(got, np.sort(a, axis=1)[np.arange(5), c])
 
 
 def test_pruned_entries_stay_pruned_and_unfiltered_leaves_untouched():

@@ -46,6 +46,12 @@ def _trainer(name="mlp", epochs=3, **kw):
     return train.Trainer(model, steps_per_round=epochs * 4, batch_size=16, eval_batch_size=16)
 
 
+@pytest.fixture(scope="module")
+def mlp_trainer():
+    """One MLP trainer (E = 2) shared by the procedure tests, so its steps compile once."""
+    return _trainer(epochs=2)
+
+
 def test_trainer_learns_and_keeps_pruned_weights_zero():
     data = _toy_data()
     tr = _trainer("cnn", widths=(4, 8))
@@ -75,9 +81,9 @@ def test_augment_keeps_shape_and_is_a_crop_of_flip():
 
 
 @pytest.mark.parametrize("method", ["sap", "os"])
-def test_resume_after_kill_gives_same_result(tmp_path, method):
+def test_resume_after_kill_gives_same_result(tmp_path, method, mlp_trainer):
     data, rounds, epochs = _toy_data(), 2, 2
-    tr = _trainer(epochs=epochs)
+    tr = mlp_trainer
     rule = procedures.make_rule(method)
     full = procedures.run_procedure(tr, data, rule, method=method, rounds=rounds, epochs=epochs, out_dir=tmp_path / "a")
     assert full.computed == [0, 1, 2]
@@ -101,10 +107,9 @@ def test_resume_after_kill_gives_same_result(tmp_path, method):
         procedures.run_procedure(tr, data, rule, method=method, rounds=rounds + 1, epochs=epochs, out_dir=tmp_path / "b")
 
 
-def test_lottery_ticket_rewinds_to_initial_weights():
+def test_lottery_ticket_rewinds_to_initial_weights(mlp_trainer):
     data = _toy_data()
-    tr = _trainer(epochs=1)
-    res = procedures.run_procedure(tr, data, procedures.make_rule("lt"), method="lt", rounds=1, epochs=1)
+    res = procedures.run_procedure(mlp_trainer, data, procedures.make_rule("lt"), method="lt", rounds=1, epochs=1)
     assert [r["remaining"] for r in res.records] == pytest.approx([1.0, 0.8], abs=0.01)
     with pytest.raises(ValueError, match="method"):
         procedures.make_rule("random")
