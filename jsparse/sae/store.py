@@ -179,27 +179,37 @@ class ActivationWriter:
 
 
 def harvest(path, items: Iterable, fn: Callable, *, d: int, progress_desc: str = "harvest",
-            total: int | None = None, show_progress: bool | None = None, **writer_kw) -> "ActivationStore":
+            total: int | None = None, show_progress: bool | None = None, max_rows: int | None = None,
+            **writer_kw) -> "ActivationStore":
     """Resumable harvest: for each (index i, item) of `items`, `fn(item)` -> (x (n, d), ids (n, 3) or None)
     is appended. Items before the manifest's cursor are skipped without calling fn (so a re-run after a
     crash recomputes only the unfinished shard); the rows of the cursor's item already written are
-    dropped. `items` must enumerate the same items in the same order on every run."""
+    dropped. `items` must enumerate the same items in the same order on every run. max_rows: stop
+    once that many rows are stored (the last item's rows are cut); progress counts rows."""
     from jsparse.core.progress import progress
 
     w = ActivationWriter(path, d, **writer_kw)
     if not w.complete:
         start_item, start_row = w.cursor
-        bar = progress(total=total, desc=progress_desc, enabled=show_progress, initial=min(start_item, total or 0))
+        done = w.manifest["num_tokens"]
+        total = max_rows if total is None else total
+        bar = progress(total=total, desc=progress_desc, enabled=show_progress, initial=done)
         try:
             for i, item in enumerate(items):
+                if max_rows is not None and done >= max_rows:
+                    break
                 if i < start_item:
                     continue
                 x, ids = fn(item)
                 if i == start_item and start_row:
                     x = x[start_row:]
                     ids = None if ids is None else ids[start_row:]
+                if max_rows is not None and done + x.shape[0] > max_rows:
+                    x = x[: max_rows - done]
+                    ids = None if ids is None else ids[: max_rows - done]
                 w.add(x, i, ids)
-                bar.update(1)
+                done += x.shape[0]
+                bar.update(x.shape[0])
         finally:
             bar.close()
         w.close()

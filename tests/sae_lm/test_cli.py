@@ -1,0 +1,55 @@
+"""CLI on a tiny random BERT checkpoint: harvest (special tokens dropped, resumable no-op re-run,
+rows equal to a direct forward pass), train + SAELens export + held-out evaluation."""
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("safetensors")
+pytest.importorskip("tokenizers")
+
+from jsparse.sae import cli  # noqa: E402
+from jsparse.sae.lm import bert, corpus  # noqa: E402
+from jsparse.sae.store import ActivationStore  # noqa: E402
+
+
+def test_harvest_then_train(tiny_bert, tmp_path, capsys):
+    folder, cfg, _ = tiny_bert
+    args = ["--model", str(folder), "--layer", "1", "--tokens", "700", "--out", str(tmp_path / "st"),
+            "--batch-texts", "4", "--max-length", "24", "--chunk-chars", "120", "--shard-rows", "256"]
+    assert cli.harvest_main(args) == 0
+    s = ActivationStore(tmp_path / "st", verify=True)
+    assert s.num_tokens == 700 and s.d == cfg["hidden_size"] and s.complete and s.layer == 1
+    ids = s.ids()
+    assert not np.isin(ids[:, 2], [0, 2, 3]).any()  # [PAD], [CLS], [SEP] dropped
+    # rows equal a direct forward pass of the same chunks
+    tok = bert.load_tokenizer(folder, max_length=24)
+    net = bert.load_bert(folder)
+    texts = [c for _, c in zip(range(4), corpus.chunks("train", chunk_chars=120))]
+    t_ids, mask, _, _ = bert.encode_texts(tok, texts, length=24)
+    h = np.asarray(bert.layer_activations(net, jnp.asarray(t_ids), jnp.asarray(mask), layer=1))
+    first = ids[:5]
+    np.testing.assert_allclose(s.rows(np.arange(5)), h[first[:, 0], first[:, 1]], rtol=1e-5, atol=1e-6)
+    assert cli.harvest_main(args) == 0  # complete store: a re-run changes nothing
+    assert ActivationStore(tmp_path / "st").manifest == s.manifest
+
+    ev = ["--model", str(folder), "--layer", "1", "--tokens", "300", "--split", "test", "--out", str(tmp_path / "ev"),
+          "--batch-texts", "4", "--max-length", "24", "--chunk-chars", "120"]
+    assert cli.harvest_main(ev) == 0
+    capsys.readouterr()
+    tr = ["--store", str(tmp_path / "st"), "--eval-store", str(tmp_path / "ev"), "--out", str(tmp_path / "run"),
+          "--method", "topk", "--k", "4", "--width", "32", "--steps", "20", "--batch-size", "64"]
+    assert cli.train_main(tr) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 < res["eval_fvu"] < 1.5 and 0 < res["eval_l0"] <= 4
+    assert (tmp_path / "run" / "saelens" / "cfg.json").exists()
+    assert (tmp_path / "run" / "checkpoint" / "state.npz").exists()
+
+
+def test_bad_arguments_exit_2(tiny_bert, tmp_path, capsys):
+    folder, _, _ = tiny_bert
+    assert cli.harvest_main(["--model", str(folder), "--layer", "9", "--out", str(tmp_path / "x")]) == 2
+    assert "layer" in capsys.readouterr().err
+    assert cli.train_main(["--store", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert "manifest.json" in capsys.readouterr().err
