@@ -19,6 +19,7 @@ from jax.scipy.linalg import solve_triangular
 
 from jsparse.core import runner
 from jsparse.core import validation as V
+from jsparse.core.metrics import nmse
 from jsparse.sbl import _common as C
 
 __all__ = ["sbl", "dense_posterior"]
@@ -27,6 +28,7 @@ __all__ = ["sbl", "dense_posterior"]
 class SBLState(NamedTuple):
     gamma: jax.Array  # (N,) real
     noise_var: jax.Array
+    mu: jax.Array  # (N,) posterior mean of the last E-step (for convergence traces)
     iteration: jax.Array
     converged: jax.Array
 
@@ -64,20 +66,20 @@ def _update(settings: _Settings, gamma, sigma2, y, H, floor):
     new = diag_sigma + jnp.abs(mu) ** 2
     if settings.learn_noise:
         sigma2 = jnp.maximum((resid_sq + sigma2 * dof) / y.shape[0], floor)
-    return new, sigma2
+    return new, sigma2, mu
 
 
 def _step(settings: _Settings, state: SBLState, y, H, noise_arg, floor) -> SBLState:
     sigma2 = state.noise_var if settings.learn_noise else noise_arg
-    new, new_s = _update(settings, state.gamma, sigma2, y, H, floor)
+    new, new_s, mu = _update(settings, state.gamma, sigma2, y, H, floor)
     change = runner.relative_change(new, state.gamma)
-    return SBLState(new, new_s, state.iteration + 1, change <= settings.tol)
+    return SBLState(new, new_s, mu, state.iteration + 1, change <= settings.tol)
 
 
 def _fixed_point(settings: _Settings, solution, y, H, noise_arg, floor):
     if settings.learn_noise:
         gamma, sigma2 = solution
-        return _update(settings, gamma, sigma2, y, H, floor)
+        return _update(settings, gamma, sigma2, y, H, floor)[:2]
     (gamma,) = solution
     return (_update(settings, gamma, noise_arg, y, H, floor)[0],)
 
@@ -91,7 +93,8 @@ def sbl(
     tol: float = 1e-4,
     prune: float = 1e-3,
     adjoint: str = "none",
-) -> C.SBLResult:
+    x_true: jax.Array | None = None,
+) -> C.SBLResult | tuple[C.SBLResult, jax.Array]:
     """Classic EM sparse Bayesian learning.
 
     Args:
@@ -102,6 +105,8 @@ def sbl(
       tol: stop when ||γ_t − γ_{t−1}|| / ||γ_{t−1}|| <= tol.
       prune: relative pruning threshold in [0, 1) (reference: 1e-3); 0 disables pruning.
       adjoint: "none", "unrolled" or "implicit".
+      x_true: optional (N,) ground truth; when given, also returns the (max_iters,) NMSE of the
+        E-step mean of each iteration (the posterior mean under the previous iteration's γ).
 
     Returns:
       SBLResult(x (N,), gammas=(γ (N,),), noise_var, iterations, converged); x is the posterior
@@ -117,15 +122,20 @@ def sbl(
     rdt = C.real_dtype(y.dtype)
     settings = _Settings(float(prune), learn, tol)
     noise = jnp.zeros((), rdt) if learn else jnp.asarray(noise_var, rdt)
-    return _solve(y, H, noise, settings=settings, max_iters=max_iters, adjoint=adjoint)
+    if x_true is not None:
+        x_true = V.check_array(x_true, "x_true", shape=(H.shape[1],))
+    result, trace = _solve(y, H, noise, x_true, settings=settings, max_iters=max_iters, adjoint=adjoint)
+    return result if x_true is None else (result, trace)
 
 
 @partial(jax.jit, static_argnames=("settings", "max_iters", "adjoint"))
-def _solve(y, H, noise_arg, *, settings: _Settings, max_iters: int, adjoint: str) -> C.SBLResult:
+def _solve(y, H, noise_arg, x_true, *, settings: _Settings, max_iters: int, adjoint: str):
     learn = settings.learn_noise
     rdt = C.real_dtype(y.dtype)
     sigma0 = C.initial_noise_var(y) if learn else noise_arg
-    state = SBLState(jnp.ones((H.shape[1],), rdt), sigma0, jnp.asarray(0, jnp.int32), jnp.asarray(False))
+    mu0 = jnp.zeros((H.shape[1],), y.dtype)
+    state = SBLState(jnp.ones((H.shape[1],), rdt), sigma0, mu0, jnp.asarray(0, jnp.int32), jnp.asarray(False))
+    trace_fn = None if x_true is None else (lambda st, *_: nmse(st.mu, x_true))
     final, info = runner.run(
         partial(_step, settings),
         state,
@@ -134,8 +144,9 @@ def _solve(y, H, noise_arg, *, settings: _Settings, max_iters: int, adjoint: str
         adjoint=adjoint,
         fixed_point=partial(_fixed_point, settings),
         solution=("gamma", "noise_var") if learn else ("gamma",),
+        trace_fn=trace_fn,
     )
     sigma2 = final.noise_var if learn else noise_arg
     gamma = jnp.where(final.gamma < settings.rel * jnp.max(final.gamma), 0, final.gamma)
     mu = dense_posterior(y, H, gamma, sigma2)[0]
-    return C.SBLResult(mu, (gamma,), sigma2, info.iterations, info.converged)
+    return C.SBLResult(mu, (gamma,), sigma2, info.iterations, info.converged), info.trace

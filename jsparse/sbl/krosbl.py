@@ -132,7 +132,7 @@ def krosbl(
     prune: float | Sequence[float] | None = None,
     prune_abs: float = 0.0,
     inner_tol: float = 1e-5,
-    inner_max: int = 1000,
+    inner_max: int = 100,
     adjoint: str = "none",
     x_true: jax.Array | None = None,
 ) -> C.SBLResult | tuple[C.SBLResult, jax.Array]:
@@ -151,7 +151,7 @@ def krosbl(
         DEFAULT_PRUNE); 0 disables pruning.
       prune_abs: absolute threshold (zero γ_i[j] < prune_abs); 0 in the synthetic experiments.
       inner_tol, inner_max: AM inner loop: relative change of ⊗γ_i and a sweep cap (the reference
-        uses an absolute 1e-5 and no cap). With adjoint="unrolled"/"implicit" the inner loop is a
+        uses an absolute 1e-5 and no cap; the cap makes a partial M-step, still a valid EM step). With adjoint="unrolled"/"implicit" the inner loop is a
         scan of `min(inner_max, 50)` sweeps frozen after convergence.
       adjoint: "none", "unrolled" or "implicit" (see jsparse.core.runner).
       x_true: optional (N,) ground truth; when given, also returns the (max_iters,) NMSE of the

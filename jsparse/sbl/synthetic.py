@@ -23,6 +23,13 @@ import jax.numpy as jnp
 from jsparse.core.kron import kron_matvec
 from jsparse.sbl._common import full_gamma
 
+
+def np_prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
 __all__ = ["Problem", "kron_problem", "dense_problem"]
 
 
@@ -76,27 +83,36 @@ def kron_problem(
     m_first_max = m[0] if m_first_max is None else m_first_max
     if m_first_max < m[0]:
         raise ValueError(f"m_first_max: expected >= m[0] = {m[0]}, got {m_first_max}")
-    keys = jax.random.split(key, 4 * len(n) + 2)
     rows = [m_first_max] + list(m[1:])
-    factors_full = [_normal(keys[i], (r, c), dtype, complex) for i, (r, c) in enumerate(zip(rows, n))]
-    supports, parts = [], []
+    # One normal and one uniform draw for everything (few RNG kernels -> fast compilation).
+    sizes = [r * c for r, c in zip(rows, n)] + list(n) + [int(np_prod(n)), int(np_prod(rows))]
+    k_normal, k_uniform = jax.random.split(key)
+    flat = _normal(k_normal, (sum(sizes),), dtype, complex)
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append(flat[start : start + size])
+        start += size
+    factors_full = [pieces[i].reshape(r, c) for i, (r, c) in enumerate(zip(rows, n))]
+    uniforms = jax.random.uniform(k_uniform, (sum(n),), dtype)
+    supports, parts, start = [], [], 0
     for i, c in enumerate(n):
-        u = jax.random.uniform(keys[len(n) + i], (c,), dtype)
-        rank = jnp.argsort(jnp.argsort(u))
+        u = uniforms[start : start + c]
+        start += c
+        rank = jnp.sum(u[None, :] < u[:, None], axis=1)  # rank of each entry (ties: measure zero)
         s = rank < k
         supports.append(s)
-        parts.append(jnp.where(s, _normal(keys[2 * len(n) + i], (c,), dtype, complex), 0))
+        parts.append(jnp.where(s, pieces[len(n) + i], 0))
     if values == "kron":
         x = parts[0]
         for p in parts[1:]:
             x = jnp.outer(x, p).reshape(-1)
     else:
         mask = full_gamma([s.astype(dtype) for s in supports]) > 0
-        x = jnp.where(mask, jnp.sqrt(jnp.asarray(value_var, dtype)) * _normal(keys[-2], mask.shape, dtype, complex), 0)
+        x = jnp.where(mask, jnp.sqrt(jnp.asarray(value_var, dtype)) * pieces[2 * len(n)], 0)
     y_clean = kron_matvec(factors_full, x)
     rdt = jnp.finfo(y_clean.dtype).dtype
     noise_var = (jnp.mean(jnp.abs(y_clean) ** 2) / 10.0 ** (jnp.asarray(snr_db, rdt) / 10.0)).astype(rdt)
-    noise = jnp.sqrt(noise_var).astype(y_clean.dtype) * _normal(keys[-1], y_clean.shape, dtype, complex)
+    noise = jnp.sqrt(noise_var).astype(y_clean.dtype) * pieces[-1]
     y_full = (y_clean + noise).reshape(rows)[: m[0]].reshape(-1)
     factors = (factors_full[0][: m[0]],) + tuple(factors_full[1:])
     return Problem(y_full, factors, x, noise_var, tuple(supports))

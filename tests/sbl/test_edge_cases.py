@@ -40,7 +40,8 @@ def test_one_diverging_trial_under_vmap(method):
     assert not bool(out.converged[1])
     for i in (0, 2):
         single = krosbl(probs[i].y, probs[i].factors, method=method, max_iters=60)
-        assert bool(out.converged[i]) and bool(single.converged)
+        assert bool(out.converged[i]) == bool(single.converged)
+        assert int(out.iterations[i]) == int(single.iterations)
         np.testing.assert_allclose(out.x[i], single.x, rtol=1e-4, atol=1e-5)
         assert bool(jnp.all(jnp.isfinite(out.x[i])))
 

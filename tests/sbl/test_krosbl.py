@@ -75,7 +75,9 @@ def test_matches_dense_reference_with_deletion(x64, method, learn):
 
 @pytest.mark.parametrize("method", ["svd", "am", "ksbl"])
 def test_recovers_sparse_vector(x64, method):
-    p = small_problem(jax.random.PRNGKey(0), n=(8, 8, 8), m=(6, 7, 8), snr_db=40.0)
+    # i.i.d. N(0, 1) values on the Kronecker support: no near-zero products of Gaussians, which a
+    # relative pruning threshold may legitimately drop.
+    p = small_problem(jax.random.PRNGKey(0), n=(8, 8, 8), m=(6, 7, 8), snr_db=40.0, values="iid")
     res = krosbl(p.y, p.factors, method=method, noise_var=None)
     assert bool(res.converged)
     assert float(nmse(res.x, p.x)) < 1e-3
@@ -102,7 +104,7 @@ def test_two_and_four_factors(x64):
 
 
 def test_float32_runs_and_recovers():
-    p = small_problem(jax.random.PRNGKey(0), jnp.float32, n=(8, 8, 8), m=(6, 7, 8), snr_db=40.0)
+    p = small_problem(jax.random.PRNGKey(0), jnp.float32, n=(8, 8, 8), m=(6, 7, 8), snr_db=40.0, values="iid")
     res = krosbl(p.y, p.factors, method="svd")
     assert res.x.dtype == jnp.float32 and res.noise_var.dtype == jnp.float32
     assert float(nmse(res.x, p.x)) < 1e-2

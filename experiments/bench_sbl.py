@@ -1,0 +1,171 @@
+"""Benchmark of the SBL family at the paper's default size (run: python -m experiments.bench_sbl).
+
+Problem: N_i = 15 (N = 3375), M = (8, 12, 15) (M = 1440), K = 3, 25 dB, unknown σ²,
+float64. Reports (compile excluded and reported separately; every result block_until_ready'd;
+medians over repeats):
+  * SVD / AM / KSBL: one trial, and a vmapped batch of 200 trials (per-trial time);
+  * classic SBL in JAX (Cholesky, M-side) vs the NumPy port of the reference code (pinv and the
+    full N x N Σ, as classicSBL.m does) — a fixed 10 EM iterations each, same problem, same run;
+  * peak memory (ru_maxrss of a fresh subprocess) of one SVD-KroSBL trial at N_i = 32 (N = 32768,
+    M = (16, 24, 32)); the dense formulation would need N² x 8 B = 8.6 GB for Σ alone;
+  * scaling of per-trial time with N_i in {10, 15, 20, 32}.
+Writes results/bench_sbl.json (or --out) and prints a Markdown table.
+"""
+from __future__ import annotations
+
+from experiments import _env  # noqa: F401  (XLA flag before jax import)
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+from jsparse.core import records  # noqa: E402
+from jsparse.core.kron import kron_dense  # noqa: E402
+from jsparse.sbl import krosbl, sbl  # noqa: E402
+from jsparse.sbl.synthetic import kron_problem  # noqa: E402
+
+PAPER_N, PAPER_M = (15, 15, 15), (8, 12, 15)
+
+
+def numpy_csbl(y, H, iters, prune=1e-3):
+    """What a Python user porting classicSBL.m would write: pinv, the full N x N Σ, column deletion."""
+    n = H.shape[1]
+    keep, g = np.arange(n), np.ones(n)
+    s2 = 0.1 * np.var(y)
+    for _ in range(iters):
+        ok = g >= prune * g.max()
+        g, keep = g[ok], keep[ok]
+        Hk = H[:, keep]
+        G = np.diag(g)
+        Sigma = G - G @ Hk.T @ np.linalg.pinv(s2 * np.eye(H.shape[0]) + Hk @ G @ Hk.T) @ Hk @ G
+        mu = Sigma @ Hk.T @ y / s2
+        dsig = np.diag(Sigma)
+        s2 = (np.sum((y - Hk @ mu) ** 2) + s2 * np.sum(1 - dsig / g)) / y.shape[0]
+        g = dsig + mu**2
+    x = np.zeros(n)
+    x[keep] = mu
+    return x
+
+
+def timed(fn, *args, repeats=3):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - t0
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t0)
+    med = float(np.median(ts))
+    return med, max(first - med, 0.0)  # (run seconds, compile seconds ≈ first call − run)
+
+
+def problems(n, m, batch, seed=0):
+    keys = jax.random.split(jax.random.PRNGKey(seed), batch)
+    return jax.vmap(lambda k: kron_problem(k, n, m, 3, 25.0, dtype=jnp.float64))(keys)
+
+
+def bench_kron(batch):
+    p = problems(PAPER_N, PAPER_M, batch)
+    rows = {}
+    for meth in ("svd", "am", "ksbl"):
+        one = jax.jit(lambda y, f, meth=meth: krosbl(y, f, method=meth).x)
+        many = jax.jit(jax.vmap(lambda y, f, meth=meth: krosbl(y, f, method=meth).x))
+        first = (p.y[0], tuple(f[0] for f in p.factors))
+        t1, c1 = timed(one, *first, repeats=5)
+        tb, cb = timed(many, p.y, p.factors, repeats=2)
+        rows[meth] = {"single_s": t1, "single_compile_s": c1, f"batch{batch}_s": tb, "batch_per_trial_s": tb / batch, "batch_compile_s": cb}
+    return rows
+
+
+def bench_csbl(iters=10):
+    p = problems(PAPER_N, PAPER_M, 1)
+    y, H = p.y[0], kron_dense([f[0] for f in p.factors])
+    fn = jax.jit(lambda y, H: sbl(y, H, max_iters=iters, tol=0.0).x)
+    tj, cj = timed(fn, y, H, repeats=3)
+    yn, Hn = np.asarray(y), np.asarray(H)
+    ts = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        xn = numpy_csbl(yn, Hn, iters)
+        ts.append(time.perf_counter() - t0)
+    tn = float(np.median(ts))
+    agree = float(np.linalg.norm(np.asarray(fn(y, H)) - xn) / np.linalg.norm(xn))
+    return {"iters": iters, "jax_s": tj, "jax_compile_s": cj, "numpy_port_s": tn, "speedup": tn / tj, "rel_diff_x": agree}
+
+
+_SCALE_SNIPPET = """
+import resource, time, json, sys
+from experiments import _env
+import jax, jax.numpy as jnp
+jax.config.update("jax_enable_x64", True)
+from jsparse.sbl import krosbl
+from jsparse.sbl.synthetic import kron_problem
+from jsparse.core.metrics import nmse
+n, m = tuple(json.loads(sys.argv[1])), tuple(json.loads(sys.argv[2]))
+p = kron_problem(jax.random.PRNGKey(0), n, m, 3, 25.0, dtype=jnp.float64)
+f = jax.jit(lambda y, fs: krosbl(y, fs).x)
+t0 = time.perf_counter(); x = f(p.y, p.factors).block_until_ready(); first = time.perf_counter() - t0
+ts = []
+for _ in range(3):
+    t0 = time.perf_counter(); x = f(p.y, p.factors).block_until_ready(); ts.append(time.perf_counter() - t0)
+ts.sort()
+print(json.dumps({"n": n, "m": m, "N": int(x.shape[0]), "run_s": ts[1], "compile_s": first - ts[1],
+                  "nmse": float(nmse(x, p.x)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def bench_scale(sizes):
+    out = []
+    for ni in sizes:
+        n = (ni, ni, ni)
+        m = (max(2, round(ni / 2)), round(3 * ni / 4), ni)
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        res = subprocess.run([sys.executable, "-c", _SCALE_SNIPPET, json.dumps(n), json.dumps(m)],
+                             capture_output=True, text=True, env=env, timeout=900)
+        if res.returncode != 0:
+            out.append({"n": n, "m": m, "error": res.stderr[-500:]})
+        else:
+            out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--out", default="results/bench_sbl.json")
+    ap.add_argument("--sizes", default="10,15,20,32")
+    a = ap.parse_args(argv)
+    load0 = os.getloadavg()
+    res = {"kron": bench_kron(a.batch), "csbl": bench_csbl(), "scale": bench_scale([int(s) for s in a.sizes.split(",")]),
+           "loadavg_before": load0, "loadavg_after": os.getloadavg(), "environment": records.environment()}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    records.write_json(a.out, records.to_builtin(res))
+    lines = ["| method | 1 trial (s) | compile (s) | batch of %d: s/trial | batch total (s) | batch compile (s) |" % a.batch, "|---|---|---|---|---|---|"]
+    for meth, r in res["kron"].items():
+        lines.append(f"| {meth} | {r['single_s']:.3f} | {r['single_compile_s']:.1f} | {r['batch_per_trial_s']:.4f} | {r[f'batch{a.batch}_s']:.2f} | {r['batch_compile_s']:.1f} |")
+    c = res["csbl"]
+    lines += ["", f"cSBL, {c['iters']} EM iterations at M = 1440, N = 3375: JAX {c['jax_s']:.2f} s (compile {c['jax_compile_s']:.1f} s), "
+              f"NumPy port {c['numpy_port_s']:.2f} s, speed-up {c['speedup']:.1f}x, relative difference of x {c['rel_diff_x']:.1e}", "",
+              "| N_i | N | M | SVD-KroSBL s/trial | compile (s) | peak RSS (MB) | NMSE |", "|---|---|---|---|---|---|---|"]
+    for s in res["scale"]:
+        if "error" in s:
+            lines.append(f"| {s['n'][0]} | error: {s['error'][-120:]} |")
+        else:
+            lines.append(f"| {s['n'][0]} | {s['N']} | {int(np.prod(s['m']))} | {s['run_s']:.3f} | {s['compile_s']:.1f} | {s['peak_rss_mb']:.0f} | {s['nmse']:.1e} |")
+    lines.append(f"\nload average before/after: {load0} / {res['loadavg_after']}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
