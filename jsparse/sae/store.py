@@ -339,17 +339,17 @@ class ActivationStore:
                         carry = self._gather(fill, carry, keep)
                         emitted += n_batches
                         continue
+                # one copy out of the page cache, then one gather per batch (no permuted copy of the fill)
                 data = np.concatenate([carry] + [self.shards[s][a:b] for s, a, b in fill])
-                data = data[perm]
                 if limit is not None:
                     sq = np.einsum("ij,ij->i", data, data, dtype=np.float32)
-                    data = data[sq <= limit]
-                n_full = data.shape[0] // batch_size
+                    perm = perm[sq[perm] <= limit]
+                n_full = perm.shape[0] // batch_size
                 for j in range(n_full):
                     if emitted >= start_batch:
-                        yield data[j * batch_size:(j + 1) * batch_size]
+                        yield np.take(data, perm[j * batch_size:(j + 1) * batch_size], axis=0)
                     emitted += 1
-                carry = data[n_full * batch_size:]
+                carry = np.take(data, perm[n_full * batch_size:], axis=0)
             if not drop_last and carry.shape[0] > 0:
                 if emitted >= start_batch:
                     yield carry
