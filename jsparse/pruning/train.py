@@ -120,9 +120,10 @@ class Trainer:
         def body(carry, inp):
             xb, yb, vb = inp
             logits, _ = self._forward(params, batch_stats, xb, False)
-            correct = jnp.sum(jnp.where(vb, jnp.argmax(logits, -1) == yb, False))
-            loss = jnp.sum(jnp.where(vb, _xent(logits, yb), 0.0))
+            correct = jnp.sum(jnp.where(vb, jnp.argmax(logits, -1) == yb, False), dtype=jnp.int32)
+            loss = jnp.sum(jnp.where(vb, _xent(logits, yb), 0.0), dtype=jnp.float32)
             return (carry[0] + correct, carry[1] + loss), None
 
+        # fixed carry dtypes (int32, float32) so the scan also traces under JAX_ENABLE_X64
         (correct, loss), _ = jax.lax.scan(body, (jnp.int32(0), jnp.float32(0.0)), (xp, yp, valid))
         return correct / n, loss / n

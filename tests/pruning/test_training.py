@@ -29,7 +29,7 @@ def test_forward_shapes():
     for name, shape in [("resnet18", (32, 32, 3)), ("wresnet28x8", (32, 32, 3)), ("resnet50", (64, 64, 3))]:
         def fwd():
             m = models.build(name, shape, 7)
-            return m(jnp.zeros((2,) + shape), train=True)
+            return m(jnp.zeros((2,) + shape, jnp.float32), train=True)
         assert jax.eval_shape(fwd).shape == (2, 7)  # traced, not compiled: cheap
 
 
