@@ -82,6 +82,27 @@ def time_methods(methods, d, width, batch, reps, key):
     return [rows[m] for m in methods]
 
 
+def rule_cost(d, width, batch, reps):
+    """Median time of the GBA additions alone (window accumulation + end-of-window rule) on a
+    (batch, width) pre-activation array, unfused: an upper bound on what they add to a step."""
+    cfg = gba.make_config(width, groups=10, update_every=1)  # the rule fires on every call
+    y = jax.random.normal(jax.random.PRNGKey(2), (batch, width), jnp.float32)
+
+    @jax.jit
+    def extra(bias, stats, y):
+        stats = gba.accumulate(stats, y)
+        return gba.maybe_update(bias, stats, jnp.int32(0), cfg)[:2]
+
+    bias, stats = jnp.zeros((width,)), gba.init_stats(width)
+    jax.block_until_ready(extra(bias, stats, y))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(extra(bias, stats, y))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def memory_estimate(d=1536, width=65536, batch=4096, key=None):
     key = jax.random.PRNGKey(0) if key is None else key
     model = build("gba", d, width, key)
@@ -136,9 +157,17 @@ def main(argv=None):
                   f"{r['tokens_per_s']:>10.0f}", flush=True)
     overhead = {}
     for d in a.dims:
+        rc = rule_cost(d, 16 * d, a.batch, max(a.reps, 5))
+        steps_d = {r["method"]: r["median_step_s"] for r in rows if r["d"] == d}
+        base = steps_d.get("relu_tied") or steps_d.get("gba_noadapt")
+        overhead.setdefault(d, {})["rule_alone_s"] = rc
+        if base:
+            overhead[d]["rule_alone_vs_relu_step"] = rc / base
+        print(f"d={d}: GBA accumulation + rule alone {rc * 1e3:.1f} ms"
+              + (f" = {100 * rc / base:.2f}% of a plain tied ReLU step" if base else ""))
         by = {r["method"]: np.asarray(r["times"]) for r in rows if r["d"] == d}
-        if "gba" in by:  # median of the per-rep ratios (paired, interleaved) and ratio of medians
-            overhead[d] = {f"vs_{b}": float(np.median(by["gba"] / by[b]) - 1) for b in ("gba_noadapt", "relu_tied")
+        if "gba" in by:  # median of the per-rep ratios (paired, interleaved)
+            overhead[d] |= {f"vs_{b}": float(np.median(by["gba"] / by[b]) - 1) for b in ("gba_noadapt", "relu_tied")
                            if b in by}
             print(f"d={d}: GBA step overhead " + ", ".join(f"{k} {100 * v:+.1f}%" for k, v in overhead[d].items()))
     mem = None
