@@ -272,3 +272,22 @@ def test_csbl_kron_matches_dense_classic_sbl(x64):
     np.testing.assert_allclose(np.asarray(got.x), np.asarray(want.x), rtol=1e-7, atol=1e-10)
     with pytest.raises(ValueError, match="noise_var"):
         pc.csbl_kron(y, factors, noise_var=0.0)
+
+
+def _csbl_fn(y, f1, f2, f3, nv, **kw):
+    return pc.csbl_kron(y, (f1, f2, f3), noise_var=nv, **{"max_iters": 10, **kw})
+
+
+class TestCSBLKronContract(ContractSuite):
+    case = ContractCase(
+        name="csbl_kron",
+        fn=_csbl_fn,
+        make_inputs=_pc_inputs,
+        dtypes=(jnp.float64, jnp.complex64, jnp.complex128),
+        bad_inputs=[
+            BadInput(args=lambda: (_Y[:-1], *_F, _NV), match="y"),
+            BadInput(args=lambda: (_Y, *_F, _NV), kwargs={"prune": 1.0}, match="prune"),
+        ],
+        rtol=2e-3,
+        atol=2e-4,
+    )
