@@ -142,7 +142,8 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, trials: int |
     t0 = time.perf_counter()
     with ctx:
         cheap = _sweep([m for m in methods if m not in DENSE], num_trials, dtype_name, out_dir, resume, f"irs_{dtype_name}_{num_trials}")
-        dense = _sweep([m for m in methods if m in DENSE], num_dense, dtype_name, out_dir, resume, f"irs_dense_{dtype_name}_{num_dense}")
+        dense_methods = [m for m in methods if m in DENSE]
+        dense = _sweep(dense_methods, num_dense, dtype_name, out_dir, resume, f"irs_dense_{dtype_name}_{num_dense}_{'-'.join(dense_methods)}")
     wall = time.perf_counter() - t0
 
     table, timing = {}, {}
