@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import functools
 import json
-import queue
-import threading
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +39,7 @@ from jsparse.core import validation as val
 from jsparse.core.progress import progress
 
 from . import gba
+from .pipeline import Prefetcher, batch_iter, check_batch
 from .model import SAE, step_fn
 
 __all__ = ["train", "TrainState", "METHODS", "METHOD_DEFAULTS", "build", "make_step", "init_state"]
@@ -217,80 +216,6 @@ def init_state(model: SAE, optimizer, cfg: gba.GBAConfig | None, x0: jax.Array, 
     )
 
 
-# -- data pipeline -------------------------------------------------------------------------
-def _batch_iter(batches, start: int, stop: int):
-    """Yield (i, batch) for i in [start, stop) from a stream, a callable or an iterable."""
-    if hasattr(batches, "batch"):
-        get: Callable | None = batches.batch
-    elif callable(batches):
-        get = batches
-    else:
-        get = None
-    if get is not None:
-        for i in range(start, stop):
-            yield i, get(i)
-        return
-    it = iter(batches)
-    for i in range(stop):
-        try:
-            b = next(it)
-        except StopIteration:
-            raise ValueError(f"batches: ran out after {i} batches, {stop} steps requested") from None
-        if i >= start:
-            yield i, b
-
-
-def _check_batch(x, i, d, batch_size, dtype):
-    x = np.asarray(x) if not isinstance(x, jax.Array) else x
-    if x.ndim != 2 or x.shape[1] != d:
-        raise ValueError(f"batches: batch {i} has shape {tuple(x.shape)}, expected (batch, {d})")
-    if batch_size is not None and x.shape[0] != batch_size:
-        raise ValueError(f"batches: batch {i} has {x.shape[0]} rows, the first had {batch_size}")
-    if not np.all(np.isfinite(np.asarray(x))):
-        raise ValueError(f"batches: batch {i} contains NaN or Inf values")
-    return jnp.asarray(x, dtype)
-
-
-class _Prefetcher:
-    """Background thread that produces validated device batches ahead of the train step."""
-
-    def __init__(self, source, check, size: int = 2):
-        self._q: queue.Queue = queue.Queue(maxsize=max(size, 1))
-        self._stop = threading.Event()
-
-        def work():
-            try:
-                for i, b in source:
-                    item = (i, jax.block_until_ready(check(b, i)))
-                    while not self._stop.is_set():
-                        try:
-                            self._q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if self._stop.is_set():
-                        return
-                self._q.put(None)
-            except BaseException as err:  # handed to the consumer, re-raised there
-                self._q.put(err)
-
-        self._thread = threading.Thread(target=work, daemon=True)
-        self._thread.start()
-
-    def __iter__(self):
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 # -- the public entry point ----------------------------------------------------------------
 def train(
     batches,
@@ -364,12 +289,12 @@ def train(
         cfg = gba.make_config(width, groups=1, htf=target, gamma_minus=gamma_minus, gamma_plus=gamma_plus,
                               eps=eps, update_every=update_every, dtype=dtype)
 
-    first = next(_batch_iter(batches, 0, 1))[1]
+    first = next(batch_iter(batches, 0, 1))[1]
     x0 = jnp.asarray(first)
     if x0.ndim != 2:
         raise ValueError(f"batches: expected (batch, d) arrays, got shape {tuple(x0.shape)}")
     d, batch_size = int(x0.shape[1]), int(x0.shape[0])
-    x0 = _check_batch(x0, 0, d, batch_size, dtype)
+    x0 = check_batch(x0, 0, d, batch_size, dtype)
     aux_k = max(d // 2, 1) if aux_k is None else val.check_int(aux_k, "aux_k", minimum=1)
     aux_k = min(aux_k, width)
     if scale_init is None:  # small a for GBA/BA: the theory's a -> 0 decoupling (see docs/sae.md)
@@ -415,8 +340,8 @@ def train(
         records.write_json(ckpt / "meta.json", meta)
         records.save_pytree(ckpt / "state.npz", (state, hist))
 
-    source = _batch_iter(batches, start, steps)
-    pre = _Prefetcher(source, lambda b, i: _check_batch(b, i, d, batch_size, dtype), size=prefetch)
+    source = batch_iter(batches, start, steps)
+    pre = Prefetcher(source, lambda b, i: check_batch(b, i, d, batch_size, dtype), size=prefetch)
     try:
         for i, x in progress(pre, total=steps, initial=start, desc=f"sae/{method}", enabled=show_progress):
             state, metrics = step_fn_(state, x)
