@@ -1,7 +1,8 @@
 """Sparse autoencoders with (Group) Bias Adaptation and the standard baselines.
 
 Modules: `synthetic` (X = H V streams), `model` (the NNX SAE), `gba` (bias adaptation),
-`train` (one interface for every method), `pipeline` (batch sources, validation, prefetch), `metrics` (recovery, FVU, L0, dead, consistency).
+`train` (one interface for every method), `pipeline` (batch sources, validation, prefetch),
+`metrics` (recovery, FVU, L0, dead, consistency).
 """
 from . import gba, metrics, model, synthetic
 from .model import SAE
