@@ -38,6 +38,7 @@ from jsparse.core import validation as V
 from jsparse.core.kron import kron_rmatvec
 from jsparse.sbl import _common as C
 from jsparse.sbl._estep import posterior_eig_m
+from jsparse.sbl._mstep import normalise
 from jsparse.sbl.classic import dense_posterior
 from jsparse.sbl.nnls import nnls_gram
 
@@ -104,16 +105,6 @@ def _coupled_update(t: jax.Array, mask: jax.Array, cmat: jax.Array, floor: float
     return jnp.where(mask, floor + jnp.matmul(cm, g, precision=HIGHEST), 0)
 
 
-def _normalise(gammas: Sequence[jax.Array]) -> tuple:
-    out, scale = [], jnp.ones((), gammas[0].dtype)
-    for g in gammas[:-1]:
-        nrm = C.safe_norm(g)
-        out.append(C.safe_div(g, nrm))
-        scale = scale * nrm
-    out.append(gammas[-1] * scale)
-    return tuple(out)
-
-
 def _sweep(settings: _Settings, d, gammas, cmats):
     masks = [g > 0 for g in gammas]
     gammas = list(gammas)
@@ -123,7 +114,7 @@ def _sweep(settings: _Settings, d, gammas, cmats):
             gammas[i] = _coupled_update(t, masks[i], cmats[i], settings.floor)
         else:
             gammas[i] = jnp.where(masks[i], t, 0)
-    return _normalise(gammas)
+    return normalise(gammas)
 
 
 def _rel_change(new, old):
