@@ -24,7 +24,7 @@ def block_problem(key, dtype, dims=DIMS, rows=ROWS, snr_db=25.0):
     def draw(k, shape):
         if cplx:
             kr, ki = jax.random.split(k)
-            return (jax.random.normal(kr, shape, rdt) + 1j * jax.random.normal(ki, shape, rdt)).astype(dtype) / np.sqrt(2)
+            return ((jax.random.normal(kr, shape, rdt) + 1j * jax.random.normal(ki, shape, rdt)) / np.sqrt(2)).astype(dtype)
         return jax.random.normal(k, shape, rdt)
 
     factors = tuple(draw(keys[i], (m, n)) for i, (m, n) in enumerate(zip(rows, dims)))
