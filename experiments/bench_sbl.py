@@ -3,7 +3,7 @@
 Problem: N_i = 15 (N = 3375), M = (8, 12, 15) (M = 1440), K = 3, 25 dB, unknown σ²,
 float64. Reports (compile excluded and reported separately; every result block_until_ready'd;
 medians over repeats):
-  * SVD / AM / KSBL: one trial, and a vmapped batch of 200 trials (per-trial time);
+  * SVD / AM / KSBL: one trial, and 200 trials in one program (vmapped batches of 25);
   * classic SBL in JAX (Cholesky, M-side) vs the NumPy port of the reference code (pinv and the
     full N x N Σ, as classicSBL.m does) — a fixed 10 EM iterations each, same problem, same run;
   * peak memory (ru_maxrss of a fresh subprocess) of one SVD-KroSBL trial at N_i = 32 (N = 32768,
@@ -14,6 +14,14 @@ Writes results/bench_sbl.json (or --out) and prints a Markdown table.
 from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (XLA flag before jax import)
+
+import os  # noqa: E402
+
+# Besides _env's scheduler flag: single-threaded Eigen/intra-op work. The vmapped-eigh deadlock
+# (docs/troubleshooting.md) still hit two of our batched runs on a heavily shared 2-core machine;
+# one intra-op thread per process costs little when many processes share two cores.
+if "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 import argparse
 import json
@@ -80,7 +88,9 @@ def bench_kron(batch):
     rows = {}
     for meth in ("svd", "am", "ksbl"):
         one = jax.jit(lambda y, f, meth=meth: krosbl(y, f, method=meth).x)
-        many = jax.jit(jax.vmap(lambda y, f, meth=meth: krosbl(y, f, method=meth).x))
+        # 200 trials as lax.map over vmapped batches of 25: a single vmapped batch of 200 hit the
+        # batched-eigh deadlock twice on the shared 2-core machine (docs/troubleshooting.md).
+        many = jax.jit(lambda Y, F, meth=meth: jax.lax.map(lambda a: krosbl(a[0], a[1], method=meth).x, (Y, F), batch_size=25))
         first = (p.y[0], tuple(f[0] for f in p.factors))
         t1, c1 = timed(one, *first, repeats=5)
         tb, cb = timed(many, p.y, p.factors, repeats=2)

@@ -14,6 +14,14 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (XLA flag before jax import)
 
+import os  # noqa: E402
+
+# Besides _env's scheduler flag: single-threaded Eigen/intra-op work. The vmapped-eigh deadlock
+# (docs/troubleshooting.md) still hit two of our batched runs on a heavily shared 2-core machine;
+# one intra-op thread per process costs little when many processes share two cores.
+if "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+
 import argparse
 import time
 from pathlib import Path
@@ -52,7 +60,10 @@ def _method_sweeps(out_dir, tag, base_grid, methods, trials, csbl_trials, resume
         if n <= 0:
             continue
         grid = dict(base_grid, method=[meth])
-        chunk, batch = (max(1, min(n, 8)), 2) if meth == "csbl" else (200, None)
+        # lax.map over vmapped batches of 25 (bounded memory, small batched eigh calls); one trial
+        # at a time in quick mode: batched runs deadlocked 3 times in jaxlib's CPU runtime on the
+        # shared 2-core machine (docs/troubleshooting.md), and a single-trial map never has.
+        chunk, batch = (max(1, min(n, 8)), 1) if meth == "csbl" else (200, 1 if trials <= 20 else 25)
         t0 = time.perf_counter()
         res = _sweep(out_dir, f"{tag}_{meth}_{n}", grid, n, resume, chunk=chunk, batch=batch)
         swept = len(next(iter(base_grid.values())))  # the first grid entry is the swept variable
