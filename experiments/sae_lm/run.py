@@ -33,7 +33,7 @@ def settings(quick: bool) -> dict:
     if quick:
         # few steps: a faster bias rule (GBA/BA) so that the biases reach their targets in time
         return dict(train_tokens=20_000, test_tokens=4_000, width=512, steps=150, batch=256, seeds=[0],
-                    l0_targets=[16], lr=3e-3, dtype="float32", bias_rule=dict(gamma_minus=0.06, gamma_plus=0.06,
+                    l0_targets=[16], lr=3e-3, dtype="float32", bias_rule=dict(gamma_minus=0.05, gamma_plus=0.05,
                                                                                   update_every=5),
                     aux_k=32)  # AuxK's gather/scatter over aux_k = d/2 latents costs ~0.8 s/step on 2 loaded cores
     return dict(train_tokens=2_000_000, test_tokens=100_000, width=3072, steps=4000, batch=4096, seeds=[0, 1, 2],
