@@ -323,6 +323,7 @@ class ActivationStore:
         per_fill = max(1, buffer_rows // block_rows)
         limit = None if outlier_factor is None else float(outlier_factor) * float(self.mean_sq_norm or 0.0)
         emitted, epoch = 0, 0
+        buf = None  # the fill buffer, reused: yielded batches are copies (np.take), never views of it
         while epochs is None or epoch < epochs:
             rng = np.random.default_rng([int(seed), epoch])
             order = rng.permutation(len(blocks)) if shuffle else np.arange(len(blocks))
@@ -339,8 +340,17 @@ class ActivationStore:
                         carry = self._gather(fill, carry, keep)
                         emitted += n_batches
                         continue
-                # one copy out of the page cache, then one gather per batch (no permuted copy of the fill)
-                data = np.concatenate([carry] + [self.shards[s][a:b] for s, a, b in fill])
+                # one copy out of the page cache into a reused buffer (no fresh pages per fill), then
+                # one gather per batch (no permuted copy of the fill)
+                n_tot = carry.shape[0] + n_new
+                if buf is None or buf.shape[0] < n_tot:
+                    buf = np.empty((n_tot, self.d), self.dtype)
+                buf[:carry.shape[0]] = carry
+                pos = carry.shape[0]
+                for s, a, b in fill:
+                    buf[pos:pos + b - a] = self.shards[s][a:b]
+                    pos += b - a
+                data = buf[:n_tot]
                 if limit is not None:
                     sq = np.einsum("ij,ij->i", data, data, dtype=np.float32)
                     perm = perm[sq[perm] <= limit]
