@@ -17,6 +17,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jsparse.core import distributed
 
 from jsparse.pruning.masked import masked, set_masks
 
@@ -70,17 +73,27 @@ class Trainer:
     """
 
     def __init__(self, model: nnx.Module, *, steps_per_round: int, batch_size: int = 250,
-                 eval_batch_size: int = 250, augment: bool = False, **opt_kwargs):
+                 eval_batch_size: int = 250, augment: bool = False, mesh=None, **opt_kwargs):
+        """Args: mesh — optional `jax.sharding.Mesh` with a "data" axis: every training batch is
+        split over it and the state replicated (XLA all-reduces the gradients and batch-norm
+        statistics, so a step equals the single-device step on the same global batch)."""
         self.graphdef, params, batch_stats, self.rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
         self.init_params, self.init_batch_stats = params, batch_stats
         self.tx = make_optimizer(steps_per_round, **opt_kwargs)
         self.batch_size, self.eval_batch_size, self.augment = batch_size, eval_batch_size, augment
+        self.mesh = None
+        if mesh is not None:
+            self.mesh = distributed.data_mesh(mesh=mesh)
+            n_dev = self.mesh.shape[distributed.DATA_AXIS]
+            if batch_size % n_dev:
+                raise ValueError(f"batch_size: {batch_size} is not divisible by the {n_dev} devices of mesh axis 'data'")
         self.train_epoch = jax.jit(self._train_epoch)
         self.evaluate = jax.jit(self._evaluate)
 
     def init_state(self, params: Any, batch_stats: Any, masks: Any) -> TrainState:
         """Fresh optimizer (zero momentum, schedule at step 0) holding `masks`."""
-        return TrainState(params, batch_stats, set_masks(self.tx.init(params), masks))
+        state = TrainState(params, batch_stats, set_masks(self.tx.init(params), masks))
+        return state if self.mesh is None else distributed.replicate(state, self.mesh)
 
     def _forward(self, params, batch_stats, x, train):
         model = nnx.merge(self.graphdef, params, batch_stats, self.rest, copy=True)
@@ -99,6 +112,10 @@ class Trainer:
         def step(st, inp):
             i, k = inp
             xb, yb = x[i], y[i]
+            if self.mesh is not None:  # split the batch over the data axis
+                batch_sharding = NamedSharding(self.mesh, P(distributed.DATA_AXIS))
+                xb = jax.lax.with_sharding_constraint(xb, batch_sharding)
+                yb = jax.lax.with_sharding_constraint(yb, batch_sharding)
             if self.augment:
                 xb = augment_flip_crop(k, xb)
             (loss, new_bs), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params, st.batch_stats, xb, yb)

@@ -34,7 +34,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jsparse.core import records
+from jsparse.core import distributed, records
 from jsparse.core import validation as val
 from jsparse.core.progress import progress
 
@@ -256,6 +256,7 @@ def train(
     resume: bool = True,
     prefetch: int = 2,
     show_progress: bool | None = None,
+    mesh=None,
 ) -> tuple[SAE, dict[str, np.ndarray]]:
     """Train a sparse autoencoder on `batches` (each (B, d)) for `steps` steps.
 
@@ -267,8 +268,13 @@ def train(
     Returns: (model, history) with history[name] (steps // log_every,) for name in HISTORY_KEYS
       (loss, mse and fvu per batch in normalised units; l0 mean active latents per sample; dead
       = fraction of latents silent for more than dead_steps steps).
+    Data parallelism: `mesh` (a `jax.sharding.Mesh` with an axis named "data", e.g.
+      `jsparse.core.distributed.data_mesh()`) splits every batch over that axis and replicates the
+      parameters, optimizer state and GBA statistics; the fire counts and maxima become
+      all-reduces, so each step equals the single-device step on the same global batch.
     Raises: ValueError naming the argument (width, groups, htf/ltf/targets/target, batches: NaN,
-      wrong feature dimension or row count, ...).
+      wrong feature dimension or row count, mesh without a "data" axis or a batch size it does not
+      divide, ...).
     """
     val.check_choice(method, "method", METHODS)
     width = val.check_int(width, "width", minimum=1)
@@ -340,8 +346,16 @@ def train(
         records.write_json(ckpt / "meta.json", meta)
         records.save_pytree(ckpt / "state.npz", (state, hist))
 
+    place = lambda b: b  # noqa: E731
+    if mesh is not None:
+        mesh = distributed.data_mesh(mesh=mesh)
+        n_dev = mesh.shape[distributed.DATA_AXIS]
+        if batch_size % n_dev:
+            raise ValueError(f"batches: batch size {batch_size} is not divisible by the {n_dev} devices of mesh axis 'data'")
+        state = distributed.replicate(state, mesh)
+        place = lambda b: distributed.shard_batch(b, mesh)  # noqa: E731
     source = batch_iter(batches, start, steps)
-    pre = Prefetcher(source, lambda b, i: check_batch(b, i, d, batch_size, dtype), size=prefetch)
+    pre = Prefetcher(source, lambda b, i: place(check_batch(b, i, d, batch_size, dtype)), size=prefetch)
     try:
         for i, x in progress(pre, total=steps, initial=start, desc=f"sae/{method}", enabled=show_progress):
             state, metrics = step_fn_(state, x)
