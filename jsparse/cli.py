@@ -1,6 +1,8 @@
 """The `jsparse` command line.
 
     jsparse info                 # versions, backend and devices
+    jsparse sae harvest ...      # harvest transformer activations into a store (needs [lm])
+    jsparse sae train ...        # train an SAE on a store, export to the SAELens layout
     jsparse experiments ...      # same as `python -m experiments ...` (from a source checkout)
 """
 from __future__ import annotations
@@ -19,10 +21,19 @@ def main(argv: list[str] | None = None) -> int:
             print("jsparse experiments: run from a source checkout (the experiments/ folder is not installed)", file=sys.stderr)
             return 2
         return run_experiments(argv[1:])
+    if argv and argv[0] == "sae":
+        from jsparse.sae import cli as sae_cli
+
+        commands = {"harvest": sae_cli.harvest_main, "train": sae_cli.train_main}
+        if len(argv) < 2 or argv[1] not in commands:
+            print("usage: jsparse sae {harvest,train} [options]  (add --help for the options)", file=sys.stderr)
+            return 2
+        return commands[argv[1]](argv[2:]) or 0
     parser = argparse.ArgumentParser(prog="jsparse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print versions, backend and devices as JSON")
     sub.add_parser("experiments", help="run reproductions (see python -m experiments --help)")
+    sub.add_parser("sae", help="SAEs on transformer activations: 'jsparse sae harvest|train --help'")
     args = parser.parse_args(argv)
     if args.command == "info":
         from jsparse.core.records import environment
