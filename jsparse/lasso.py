@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jsparse.core import runner, validation
+from jsparse.core import linalg, runner, validation
 
 __all__ = ["LassoState", "LassoResult", "init", "step", "fixed_point", "objective", "fista", "ista", "soft_threshold"]
 
@@ -70,7 +70,7 @@ def init(A: jax.Array, y: jax.Array, x0: jax.Array | None = None) -> LassoState:
     dtype = jnp.result_type(A, y)
     real = jnp.finfo(dtype).dtype
     x = jnp.zeros(A.shape[1], dtype) if x0 is None else x0.astype(dtype)
-    lipschitz = jnp.linalg.norm(A, ord=2) ** 2
+    lipschitz = linalg.spectral_norm(A) ** 2
     step_size = (1.0 / jnp.maximum(lipschitz, jnp.finfo(real).tiny)).astype(real)
     return LassoState(x, x, jnp.ones((), real), step_size, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
 

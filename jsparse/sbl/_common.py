@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jsparse.core import linalg as core_linalg
 from jsparse.core import validation as V
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -102,27 +103,9 @@ def noise_floor(y: jax.Array) -> jax.Array:
 # derivative divides by eigenvalue gaps: pruned (rank-deficient) factors have clusters of
 # zero eigenvalues, which would produce inf/NaN gradients.
 # --------------------------------------------------------------------------------------------
-@jax.custom_jvp
-def safe_eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Eigendecomposition of a Hermitian matrix: (w ascending (real), v) with a = v diag(w) v^H."""
-    w, v = jnp.linalg.eigh(a)
-    return w, v
-
-
-@safe_eigh.defjvp
-def _safe_eigh_jvp(primals, tangents):
-    (a,), (da,) = primals, tangents
-    w, v = jnp.linalg.eigh(a)
-    vh = jnp.conj(jnp.swapaxes(v, -1, -2))
-    dav = jnp.matmul(vh, jnp.matmul(da, v, precision=HIGHEST), precision=HIGHEST)
-    gap = w[..., None, :] - w[..., :, None]  # gap[i, j] = w_j - w_i
-    scale = jnp.max(jnp.abs(w), axis=-1, keepdims=True)[..., None]
-    thresh = 1e3 * jnp.finfo(w.dtype).eps * jnp.maximum(scale, jnp.finfo(w.dtype).tiny)
-    ok = jnp.abs(gap) > thresh
-    f = jnp.where(ok, 1.0 / jnp.where(ok, gap, 1.0), 0.0).astype(w.dtype)
-    dw = jnp.real(jnp.diagonal(dav, axis1=-2, axis2=-1))
-    dv = jnp.matmul(v, f * dav, precision=HIGHEST)
-    return (w, v), (dw.astype(w.dtype), dv)
+# The implementation lives in core (shared with other families): it also maps vmapped batches one
+# matrix at a time on CPU, avoiding the jaxlib batched-syevd deadlock (docs/troubleshooting.md).
+safe_eigh = core_linalg.eigh
 
 
 # --------------------------------------------------------------------------------------------

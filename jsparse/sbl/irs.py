@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
+from jsparse.core import linalg
 from jsparse.core import validation as V
 from jsparse.sbl._common import HIGHEST, real_dtype
 
@@ -231,7 +232,7 @@ def channel_nmse(x_hat: jax.Array, problem: IRSProblem) -> jax.Array:
 
 def _ser_one(est: jax.Array, true: jax.Array, snr_lin: jax.Array) -> jax.Array:
     """Exact expected QPSK SER for one (N_B, N_M) channel pair (see `ser_qpsk`)."""
-    u, s, vh = jnp.linalg.svd(est)
+    u, s, vh = linalg.svd(est)  # CPU-safe under vmap (see jsparse.core.linalg)
     comb, prec = u[:, 0], jnp.conj(vh[0])
     h = jnp.vdot(comb, jnp.matmul(true, prec, precision=HIGHEST))  # true effective gain u^H G v
     h_hat = s[0]  # estimated gain u^H Ĝ v (real, >= 0)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jsparse.core import linalg
 from jsparse.core.validation import check_int, check_positive
 from jsparse.unmixing._common import UnmixingResult, check_image, check_num_endmembers, mm
 from jsparse.unmixing.fcls import fcls_solve
@@ -30,7 +31,7 @@ __all__ = ["vca", "vca_indices"]
 
 def _top_eigvecs(C, k):
     # eigh returns ascending eigenvalues; keep the k largest (columns, descending).
-    _, U = jnp.linalg.eigh(C)
+    _, U = linalg.eigh(C)  # CPU-safe under vmap (see jsparse.core.linalg)
     return jnp.flip(U[:, -k:], axis=1)
 
 
