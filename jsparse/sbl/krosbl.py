@@ -135,13 +135,17 @@ def krosbl(
     inner_max: int = 100,
     adjoint: str = "none",
     x_true: jax.Array | None = None,
+    beta: float = 0.8,
+    coupled: Sequence[int] = (0, 2),
 ) -> C.SBLResult | tuple[C.SBLResult, jax.Array]:
     """Kronecker-structured sparse Bayesian learning.
 
     Args:
       y: (M,) measurements, M = prod(M_i); real or complex.
       factors: I >= 2 matrices H_i of shape (M_i, N_i), y's dtype; y ≈ (H_1 ⊗ ... ⊗ H_I) x.
-      method: "svd" (SVD-KroSBL), "am" (AM-KroSBL) or "ksbl" (the KSBL baseline).
+      method: "svd" (SVD-KroSBL), "am" (AM-KroSBL), "ksbl" (the KSBL baseline) or "pc"
+        (pattern-coupled AM-KroSBL for block-sparse x: `jsparse.sbl.pc.pc_krosbl`, which takes
+        `beta` and `coupled`, its own pruning and inner-loop defaults, and no `x_true`).
       noise_var: known noise variance σ² (> 0, per real/complex entry), or None to learn it by EM
         starting from 0.1 var(y).
       max_iters: EM iteration budget (static).
@@ -162,7 +166,15 @@ def krosbl(
       SBLResult(x (N,), gammas (I tuple of (N_i,)), noise_var, iterations, converged), or
       (SBLResult, nmse_trace) when x_true is given.
     """
-    V.check_choice(method, "method", METHODS)
+    if method == "pc":  # block-sparse variant with its own defaults (pc.py imports this module's peers)
+        from jsparse.sbl.pc import pc_krosbl
+
+        if x_true is not None:
+            raise ValueError("x_true: not supported with method='pc'")
+        kwargs = {} if prune is None else {"prune": prune}
+        return pc_krosbl(y, factors, beta=beta, coupled=coupled, noise_var=noise_var, max_iters=max_iters,
+                         tol=tol, adjoint=adjoint, **kwargs)
+    V.check_choice(method, "method", METHODS + ("pc",))
     y, factors = C.check_y_factors(y, factors)
     C.check_noise_var(noise_var)
     max_iters = V.check_int(max_iters, "max_iters", minimum=1)

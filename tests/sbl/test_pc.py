@@ -291,3 +291,15 @@ class TestCSBLKronContract(ContractSuite):
         rtol=2e-3,
         atol=2e-4,
     )
+
+
+def test_krosbl_method_pc_is_pc_krosbl():
+    """`sbl.krosbl(..., method="pc")` is the public face of `pc.pc_krosbl` (same iterates)."""
+    from jsparse import sbl
+
+    y, factors, _, nv = block_problem(jax.random.PRNGKey(3), jnp.complex64)
+    via_krosbl = sbl.krosbl(y, factors, method="pc", beta=0.5, coupled=(0, 2), noise_var=nv, max_iters=5)
+    direct = pc.pc_krosbl(y, factors, beta=0.5, coupled=(0, 2), noise_var=nv, max_iters=5)
+    np.testing.assert_array_equal(np.asarray(via_krosbl.x), np.asarray(direct.x))
+    with pytest.raises(ValueError, match="beta"):
+        sbl.krosbl(y, factors, method="pc", beta=1.0, noise_var=nv)
