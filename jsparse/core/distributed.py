@@ -23,7 +23,10 @@ DATA_AXIS = "data"
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None, mesh: Mesh | None = None, axis: str = DATA_AXIS) -> Mesh:
-    """A 1-D mesh over `devices` (default: all) with axis `axis`, or validate an explicit `mesh`."""
+    """A 1-D mesh over `devices` (default: all) with axis `axis`, or validate an explicit `mesh`.
+
+    Also used by the Monte Carlo harness for its "trials" axis.
+    """
     if mesh is not None:
         if axis not in mesh.axis_names:
             raise ValueError(f"mesh: expected an axis named {axis!r}, got axes {tuple(mesh.axis_names)}")

@@ -37,6 +37,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jsparse.core import distributed
 from jsparse.core import records as rec
 from jsparse.core.progress import progress as progress_bar
 
@@ -103,16 +104,9 @@ def trial_mesh(devices: Sequence[jax.Device] | None = None, mesh: Mesh | None = 
         `jax.distributed.initialize()` has run).
       mesh: an explicit mesh; it must have an axis named "trials" (other axes are replicated over).
     """
-    if mesh is not None:
-        if devices is not None:
-            raise ValueError("devices: pass either devices or mesh, not both")
-        if TRIAL_AXIS not in mesh.axis_names:
-            raise ValueError(f"mesh: expected an axis named {TRIAL_AXIS!r}, got axes {tuple(mesh.axis_names)}")
-        return mesh
-    devices = list(jax.devices() if devices is None else devices)
-    if not devices:
-        raise ValueError("devices: expected at least one device")
-    return Mesh(np.asarray(devices), (TRIAL_AXIS,))
+    if mesh is not None and devices is not None:
+        raise ValueError("devices: pass either devices or mesh, not both")
+    return distributed.data_mesh(devices, mesh, axis=TRIAL_AXIS)
 
 
 def _chunk_program(trial_fn: Callable, numeric_names: Sequence[str], static: dict, batch_size: int | None, mesh: Mesh):
