@@ -1,7 +1,8 @@
 """Scaling of Monte Carlo sweep throughput with the number of devices.
 
     python -m experiments.bench_scaling                 # 1, 2, 4 simulated CPU devices (subprocesses)
-    python -m experiments.bench_scaling --real          # the devices this machine has (e.g. GPUs)
+    python -m experiments.bench_scaling --real          # this machine's devices (e.g. GPUs): trials/s
+                                                        # and data-parallel SAE training tokens/s
 
 Simulated CPU devices share the machine's cores, so on a 2-core machine the CPU numbers show the
 overhead of sharding, not a speed-up; `--real` on a multi-GPU host shows the real scaling. The
@@ -49,6 +50,28 @@ print(json.dumps({"devices": jax.device_count(), "batch_size": sys.argv[3], "bac
 """
 
 
+SAE_WORKER = r"""
+import json, statistics, sys, time
+import jax, numpy as np
+from jsparse import sae
+from jsparse.core import distributed
+
+d, width, batch, steps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+stream = sae.make_stream(jax.random.PRNGKey(0), n=4 * d, d=d, s=8, batch_size=batch)
+batches = [np.asarray(stream.batch(i)) for i in range(4)]
+mesh = distributed.data_mesh()
+sae.train(batches * 2, method="gba", width=width, steps=2, key=jax.random.PRNGKey(0), mesh=mesh)  # compile
+times = []
+for r in range(3):
+    t0 = time.perf_counter()
+    sae.train(batches * (steps // 4), method="gba", width=width, steps=steps, key=jax.random.PRNGKey(r), mesh=mesh)
+    times.append(time.perf_counter() - t0)
+med = statistics.median(times)
+print(json.dumps({"devices": jax.device_count(), "backend": jax.default_backend(), "d": d, "width": width,
+                  "batch": batch, "steps": steps, "tokens_per_s": batch * steps / med}))
+"""
+
+
 def run_worker(devices: int | None, trials: int, repeats: int, batch: str = "none") -> dict:
     env = dict(os.environ)
     if devices is not None:
@@ -78,6 +101,13 @@ def main(argv=None) -> int:
     for r in rows:
         r["speedup"] = r["trials_per_s"] / base
         print(f"{r['devices']:>7} {r['batch_size']:>6} {r['backend']:>8} {r['trials_per_s']:>10.1f} {r['speedup']:>9.2f} {r['compile_s']:>10.2f}")
+    if a.real:  # SAE training throughput, data-parallel over every device (tokens/s)
+        out = subprocess.run([sys.executable, "-c", SAE_WORKER, "768", str(16 * 768), "4096", "40"],
+                             env=dict(os.environ, JSPARSE_PROGRESS="0"), capture_output=True, text=True, check=True)
+        sae_row = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"SAE GBA training, d=768, width 12288, batch 4096 on {sae_row['devices']} {sae_row['backend']} device(s): "
+              f"{sae_row['tokens_per_s']:.0f} tokens/s")
+        rows.append(sae_row)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(rows, indent=2))
     return 0
