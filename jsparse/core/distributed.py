@@ -17,9 +17,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-__all__ = ["DATA_AXIS", "data_mesh", "shard_batch", "replicate"]
+__all__ = ["DATA_AXIS", "MODEL_AXIS", "data_mesh", "shard_batch", "replicate", "shard_axis_of_size"]
 
 DATA_AXIS = "data"
+MODEL_AXIS = "model"
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None, mesh: Mesh | None = None, axis: str = DATA_AXIS) -> Mesh:
@@ -63,3 +64,25 @@ def shard_batch(batch: Any, mesh: Mesh, axis: str = DATA_AXIS, *, process_local:
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Place every leaf of `tree` on all devices of `mesh` (parameters, optimizer state)."""
     return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard_axis_of_size(tree: Any, mesh: Mesh, size: int, axis: str = MODEL_AXIS) -> Any:
+    """Shard, over mesh axis `axis`, the last dimension of length `size` of every leaf; replicate the rest.
+
+    For wide SAEs: with `size` = the number of latents, the encoder/decoder matrices, biases,
+    Adam moments and GBA statistics are split along the latent axis, so each device holds
+    1/n of them. Leaves without such a dimension (or too small to split) are replicated.
+    """
+    n = mesh.shape[axis]
+    if size % n:
+        raise ValueError(f"width: {size} latents are not divisible by the {n} devices of mesh axis {axis!r}")
+
+    def place(leaf):
+        shape = np.shape(leaf)
+        dims = [i for i, s in enumerate(shape) if s == size]
+        spec = [None] * len(shape)
+        if dims:
+            spec[dims[-1]] = axis
+        return jax.device_put(leaf, NamedSharding(mesh, P(*spec)))
+
+    return jax.tree_util.tree_map(place, tree)

@@ -257,6 +257,7 @@ def train(
     prefetch: int = 2,
     show_progress: bool | None = None,
     mesh=None,
+    shard_latents: bool = False,
 ) -> tuple[SAE, dict[str, np.ndarray]]:
     """Train a sparse autoencoder on `batches` (each (B, d)) for `steps` steps.
 
@@ -272,6 +273,9 @@ def train(
       `jsparse.core.distributed.data_mesh()`) splits every batch over that axis and replicates the
       parameters, optimizer state and GBA statistics; the fire counts and maxima become
       all-reduces, so each step equals the single-device step on the same global batch.
+      `shard_latents=True` (mesh with axes "data" and "model") also splits every array with a
+      latent dimension (weights, biases, Adam moments, GBA statistics) over "model", for SAEs
+      too wide for one device.
     Raises: ValueError naming the argument (width, groups, htf/ltf/targets/target, batches: NaN,
       wrong feature dimension or row count, mesh without a "data" axis or a batch size it does not
       divide, ...).
@@ -347,12 +351,17 @@ def train(
         records.save_pytree(ckpt / "state.npz", (state, hist))
 
     place = lambda b: b  # noqa: E731
+    if shard_latents and (mesh is None or distributed.MODEL_AXIS not in mesh.axis_names):
+        raise ValueError("mesh: shard_latents=True needs a mesh with axes 'data' and 'model'")
     if mesh is not None:
         mesh = distributed.data_mesh(mesh=mesh)
         n_dev = mesh.shape[distributed.DATA_AXIS]
         if batch_size % n_dev:
             raise ValueError(f"batches: batch size {batch_size} is not divisible by the {n_dev} devices of mesh axis 'data'")
-        state = distributed.replicate(state, mesh)
+        if shard_latents:
+            state = distributed.shard_axis_of_size(state, mesh, width, distributed.MODEL_AXIS)
+        else:
+            state = distributed.replicate(state, mesh)
         place = lambda b: distributed.shard_batch(b, mesh)  # noqa: E731
     source = batch_iter(batches, start, steps)
     pre = Prefetcher(source, lambda b, i: place(check_batch(b, i, d, batch_size, dtype)), size=prefetch)

@@ -25,6 +25,19 @@ SCRIPT = textwrap.dedent(
         np.testing.assert_allclose(h1["loss"], h4["loss"], rtol=2e-4)
         if method == "gba":  # the bias moved, so the all-reduced fire statistics drove the same updates
             assert not np.allclose(np.asarray(one.bias[...]), np.asarray(one.bias[...])[0])
+    # wide-SAE layout: batches over "data", latents over "model" (2 x 2 mesh) — same result
+    mesh2 = Mesh(np.asarray(jax.devices()).reshape(2, 2), ("data", "model"))
+    kw = dict(method="gba", width=48, steps=30, key=jax.random.PRNGKey(1), log_every=5, update_every=5)
+    ref, _ = sae.train(batches, **kw)
+    wide, _ = sae.train(batches, mesh=mesh2, shard_latents=True, **kw)
+    for a, b in zip(jax.tree_util.tree_leaves(nnx.state(ref)), jax.tree_util.tree_leaves(nnx.state(wide))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
+    try:
+        sae.train(batches, shard_latents=True, mesh=distributed.data_mesh(), **kw)
+    except ValueError as err:
+        assert "model" in str(err), err
+    else:
+        raise AssertionError("shard_latents without a model axis was accepted")
     # an odd global batch cannot be split over 4 devices; a mesh without a "data" axis is refused
     for bad, word in ((dict(mesh=distributed.data_mesh()), "batches"),
                       (dict(mesh=Mesh(np.asarray(jax.devices()), ("model",))), "mesh")):
