@@ -111,6 +111,16 @@ safe_eigh = core_linalg.eigh
 # --------------------------------------------------------------------------------------------
 # Validation at the API boundary (before tracing).
 # --------------------------------------------------------------------------------------------
+def check_per_factor_prune(prune: Any, n_factors: int) -> tuple:
+    """Relative pruning thresholds: a float or one float per factor, each in [0, 1)."""
+    values = list(prune) if isinstance(prune, (list, tuple)) else [prune] * n_factors
+    if len(values) != n_factors:
+        raise ValueError(f"prune: expected a float or {n_factors} floats (one per factor), got {prune!r}")
+    for v in values:
+        V.check_in_range(v, "prune", 0.0, 1.0, high_inclusive=False)
+    return tuple(float(v) for v in values)
+
+
 def check_noise_var(noise_var: Any) -> None:
     if noise_var is None:
         return

@@ -113,12 +113,7 @@ def _init_gammas(dims: Sequence[int], dtype) -> tuple:
 def _prune_setting(prune: Any, method: str, learn_noise: bool, n_factors: int) -> tuple:
     if prune is None:
         prune = DEFAULT_PRUNE[method][1 if learn_noise else 0]
-    values = list(prune) if isinstance(prune, (list, tuple)) else [prune] * n_factors
-    if len(values) != n_factors:
-        raise ValueError(f"prune: expected a float or {n_factors} floats (one per factor), got {prune!r}")
-    for v in values:
-        V.check_in_range(v, "prune", 0.0, 1.0, high_inclusive=False)
-    return tuple(float(v) for v in values)
+    return C.check_per_factor_prune(prune, n_factors)
 
 
 def krosbl(

@@ -189,15 +189,6 @@ def _check_coupled(coupled: Any, n_factors: int) -> tuple:
     return tuple(i in out for i in range(n_factors))
 
 
-def _check_prune(prune: Any, n: int) -> tuple:
-    values = list(prune) if isinstance(prune, (list, tuple)) else [prune] * n
-    if len(values) != n:
-        raise ValueError(f"prune: expected a float or {n} floats (one per factor), got {prune!r}")
-    for v in values:
-        V.check_in_range(v, "prune", 0.0, 1.0, high_inclusive=False)
-    return tuple(float(v) for v in values)
-
-
 def pc_krosbl(
     y: jax.Array,
     factors: Sequence[jax.Array],
@@ -242,7 +233,7 @@ def pc_krosbl(
     C.check_noise_var(noise_var)
     max_iters = V.check_int(max_iters, "max_iters", minimum=1)
     tol = C.check_tol(tol)
-    rel = _check_prune((PC_PRUNE if n_f == 3 else 1e-2) if prune is None else prune, n_f)
+    rel = C.check_per_factor_prune((PC_PRUNE if n_f == 3 else 1e-2) if prune is None else prune, n_f)
     V.check_positive(prune_abs, "prune_abs", allow_zero=True)
     V.check_positive(inner_tol, "inner_tol", allow_zero=True)
     inner_max = V.check_int(inner_max, "inner_max", minimum=1)
