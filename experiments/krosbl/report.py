@@ -1,7 +1,6 @@
 """Timing helper, plots, results.json and the Markdown summary of the KroSBL reproduction."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import jax
@@ -10,36 +9,28 @@ import numpy as np
 
 from experiments.krosbl import trials as T
 from jsparse.core import records
-from jsparse.core.kron import kron_dense
-from jsparse.sbl import krosbl, sbl
+from experiments._timing import time_call
+from jsparse.sbl import krosbl
 
 
-def _timed(fn, *args, repeats=3):
-    jax.block_until_ready(fn(*args))  # compile + warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def time_vs_k(ks, *, trials, methods, csbl=False):
-    """Per-trial seconds (compile excluded) of a vmapped batch, known σ², M_1 = 8, 25 dB."""
-    out = {m: [] for m in methods}
-    if csbl:
-        out["csbl"] = []
+def time_vs_k(ks, *, trials, methods, cache=None):
+    """Per-trial seconds (compile excluded; wall and CPU medians) of a vmapped batch of `trials`
+    trials, known σ², M_1 = 8, 25 dB. `cache`: JSON file of finished (method, K) entries."""
+    done = records.read_json(cache) if cache is not None and Path(cache).exists() else {}
     for k in ks:
         keys = jax.random.split(jax.random.PRNGKey(7), trials)
         probs = jax.vmap(lambda kk: T.problem(kk, n=T.N_PAPER, m=(8, 12, 15), k=k, snr_db=25.0))(keys)
         for meth in methods:
+            tag = f"{meth}_K{k}_{trials}"
+            if tag in done:
+                continue
             fn = jax.jit(jax.vmap(lambda y, f, nv, meth=meth: krosbl(y, f, method=meth, noise_var=nv).x))
-            out[meth].append(_timed(fn, probs.y, probs.factors, probs.noise_var, repeats=1) / trials)
-        if csbl:
-            H = kron_dense([f[0] for f in probs.factors])
-            fn = jax.jit(lambda y, h, nv: sbl(y, h, noise_var=nv).x)
-            out["csbl"].append(_timed(fn, probs.y[0], H, probs.noise_var[0], repeats=1))
-    return out
+            t = time_call(fn, (probs.y, probs.factors, probs.noise_var), repeats=1)
+            done[tag] = {"s_per_trial": t.median_s / trials, "cpu_s_per_trial": t.cpu_median_s / trials, "compile_s": t.compile_s}
+            if cache is not None:
+                records.write_json(cache, done)
+    return {m: {key: [done[f"{m}_K{k}_{trials}"][key] for k in ks] for key in ("s_per_trial", "cpu_s_per_trial", "compile_s")}
+            for m in methods}
 
 
 def _fmt(v):
@@ -83,7 +74,7 @@ def _plot_sweeps(out_dir, results, snrs, m1s, ks):
     tk = results.get("time_vs_k", {})
     fig, ax = plt.subplots(figsize=(5, 4))
     for meth, ts in tk.items():
-        ax.semilogy(ks, ts, "o-", label=T.LABELS[meth])
+        ax.semilogy(ks, ts["s_per_trial"], "o-", label=T.LABELS[meth])
     ax.set_xlabel("sparsity K (per factor)"), ax.set_ylabel("seconds per trial"), ax.legend(), ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_dir / "time_vs_k.png", dpi=120)
@@ -139,7 +130,8 @@ def write(out_dir: Path, results, ref2, ref4, ref_time, snrs, m1s, ks) -> str:
     lines += ["", "## Run time per trial vs K (known σ², M_1 = 8, 25 dB; compile excluded)", "",
               "| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     for meth, ts in results.get("time_vs_k", {}).items():
-        lines.append(f"| {T.LABELS[meth]} | " + " | ".join(f"{t * 1e3:.1f} ms" for t in ts) + " |")
+        lines.append(f"| {T.LABELS[meth]} | " + " | ".join(f"{t * 1e3:.1f} ms (CPU {c * 1e3:.1f})" for t, c in
+                                                           zip(ts["s_per_trial"], ts["cpu_s_per_trial"])) + " |")
     sweep_t = {f"{name}/{m}": round(arr["_meta"]["wall_s"], 1) for name in ("fig3a", "fig3b", "fig3c", "fig5", "default_csbl")
                for m, arr in results.get(name, {}).items()}
     lines += ["", f"Sweep wall times (s, compile included): {sweep_t}"]

@@ -7,8 +7,9 @@ quick (CI budget): paper sizes with 10 trials for Fig. 3(a) and the default poin
 (M_1 = 8); Fig. 2 on a reduced problem (N_i = 10, M = (9, 8, 10)); run time for K in {2, 4, 6}.
 full: the paper's sizes and 200 trials for every sweep (Figs. 3(a)-(c), 5), Figs. 2 and 4 at
 M = (14, 12, 15). Dense cSBL (a 1440 x 3375 EM costs seconds per trial on 2 shared CPU cores)
-runs only at the default point (`--csbl-trials`, default 4) and for 40 iterations in Fig. 2
-(paper: 500); Fig. 4 omits it. Sweeps checkpoint per chunk and resume.
+runs only at the default point (`--csbl-trials`, default 20) and for 40 iterations in Fig. 2
+(paper: 500); Fig. 4 omits it. Sweeps and convergence curves checkpoint and resume;
+`--stages fig3b,fig3c` runs a subset.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ if "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 import argparse
+import io
 import time
 from pathlib import Path
 
@@ -46,10 +48,25 @@ REF_TIME = {8: {"csbl": (9.3e-3, 2.7e-3, 0.65, 14.9), "am": (2.1e-2, 2.7e-3, 0.6
             10: {"csbl": (1.2e-2, 1.3e-3, 0.71, 17.2), "am": (1.7e-2, 4.0e-4, 0.75, 7.9), "svd": (1.2e-2, 1.2e-4, 0.88, 1.7), "ksbl": (1.8e-2, 4.6e-4, 0.74, 13.0)}}
 
 
+STAGES = ("fig5", "fig3a", "fig2", "default_csbl", "fig3b", "fig3c", "fig4", "time_vs_k")
+
+
 def _sweep(out_dir, name, grid, num_trials, resume, *, chunk, batch=None, key=1):
+    """A checkpointed sweep; its compute wall time survives resumes (checkpoints/<name>/timing.json)."""
     fn = lambda key, **kw: T.trial(key, **kw)  # noqa: E731
-    return montecarlo.sweep(fn, grid, num_trials=num_trials, key=key, chunk_size=chunk, batch_size=batch,
-                            out_dir=(out_dir / "checkpoints" / name) if resume else None, name=name)
+    folder = out_dir / "checkpoints"
+    t0 = time.perf_counter()
+    res = montecarlo.sweep(fn, grid, num_trials=num_trials, key=key, chunk_size=chunk, batch_size=batch,
+                           out_dir=folder if resume else None, name=name)
+    wall = time.perf_counter() - t0
+    timing_path = folder / name / "timing.json"
+    if resume:
+        prev = records.read_json(timing_path) if timing_path.exists() else {"wall_s": 0.0}
+        if res.meta.get("chunks_computed", 0) > 0:
+            prev = {"wall_s": prev["wall_s"] + wall}
+            records.write_json(timing_path, prev)
+        wall = prev["wall_s"]
+    return res, wall
 
 
 def _method_sweeps(out_dir, tag, base_grid, methods, trials, csbl_trials, resume):
@@ -60,26 +77,54 @@ def _method_sweeps(out_dir, tag, base_grid, methods, trials, csbl_trials, resume
         if n <= 0:
             continue
         grid = dict(base_grid, method=[meth])
-        # lax.map over vmapped batches of 25 (bounded memory, small batched eigh calls); one trial
-        # at a time in quick mode: batched runs deadlocked 3 times in jaxlib's CPU runtime on the
-        # shared 2-core machine (docs/troubleshooting.md), and a single-trial map never has.
-        chunk, batch = (max(1, min(n, 8)), 1) if meth == "csbl" else (200, 1 if trials <= 20 else 25)
-        t0 = time.perf_counter()
-        res = _sweep(out_dir, f"{tag}_{meth}_{n}", grid, n, resume, chunk=chunk, batch=batch)
+        # lax.map over vmapped batches of 25 (bounded memory); one trial at a time for cSBL (an
+        # M x M Cholesky per trial) and in quick mode (smaller programs compile faster).
+        chunk, batch = (max(1, min(n, 4)), 1) if meth == "csbl" else (200, 1 if trials <= 20 else 25)
+        res, wall = _sweep(out_dir, f"{tag}_{meth}_{n}", grid, n, resume, chunk=chunk, batch=batch)
         swept = len(next(iter(base_grid.values())))  # the first grid entry is the swept variable
         out[meth] = {k: v.reshape(swept, n) for k, v in res.arrays.items()}  # (swept values, trials)
-        out[meth]["_meta"] = {"wall_s": time.perf_counter() - t0, "run_s": res.meta.get("run_seconds"),
+        out[meth]["_meta"] = {"wall_s": wall, "run_s": res.meta.get("run_seconds"),
                               "compile_s": res.meta.get("compile_seconds"), "trials": n}
     return out
 
 
-def run(out_dir: Path, *, quick: bool = True, resume: bool = True, csbl_trials: int | None = None, **_options) -> str:
+def _convergence(out_dir, name, resume, **kw):
+    """`trials.convergence`, cached in checkpoints/conv/<name>.npz (keyed by its settings)."""
+    path = out_dir / "checkpoints" / "conv" / f"{name}.npz"
+    settings = repr(sorted(kw.items()))
+    if resume and path.exists():
+        saved = np.load(path)
+        if str(saved["settings"]) == settings:
+            return {"trace": saved["trace"], "seconds": float(saved["seconds"])}
+    t0 = time.perf_counter()
+    trace = T.convergence(jax.random.PRNGKey(2024), **kw)
+    seconds = time.perf_counter() - t0
+    if resume:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, trace=trace, seconds=seconds, settings=settings)
+        records.atomic_write_bytes(path, buf.getvalue())
+    return {"trace": trace, "seconds": seconds}
+
+
+def run(out_dir: Path, *, quick: bool = True, resume: bool = True, csbl_trials: int | None = None,
+        stages: str | None = None, **_options) -> str:
+    """Run the selected stages (default: all of STAGES; quick mode skips fig3b, fig3c, fig4).
+
+    Every sweep and convergence curve is checkpointed under out_dir/checkpoints, so a re-run (or a
+    run with more stages) loads finished work instead of recomputing it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    selected = set(STAGES if stages is None else stages.split(","))
+    unknown = selected - set(STAGES)
+    if unknown:
+        raise ValueError(f"stages: unknown {sorted(unknown)}; choose from {STAGES}")
+    if quick:
+        selected -= {"fig3b", "fig3c", "fig4"}
     trials = 10 if quick else 200
-    csbl_trials = (0 if quick else 4) if csbl_trials is None else csbl_trials
+    csbl_trials = (0 if quick else 20) if csbl_trials is None else csbl_trials
     results: dict = {"settings": {"quick": quick, "trials": trials, "csbl_trials": csbl_trials, "dtype": "float64",
-                                  "seed": 1, "n": T.N_PAPER, "m1_max": T.M1_MAX}}
+                                  "seed": 1, "n": T.N_PAPER, "m1_max": T.M1_MAX, "stages": sorted(selected)}}
     t_start = time.perf_counter()
     kron = ["svd", "am", "ksbl"]
     m1s = [8] if quick else M1S
@@ -100,50 +145,63 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, csbl_trials: 
         iters4, inner_tol = {"svd": 200, "am": 4000, "ksbl": 1000}, 1e-10
     results["convergence_problem"] = {k: list(v) for k, v in conv.items()}
     results["convergence_iters"] = {"fig2": iters2, "fig4": iters4, "am_inner_tol": inner_tol}
-    key = jax.random.PRNGKey(2024)
+
+    def curve(name, **kw):
+        c = _convergence(out_dir, name, resume, **kw, **conv)
+        results.setdefault("convergence_seconds", {})[name] = c["seconds"]
+        return c["trace"]
+
     with jax.enable_x64(True):
-        # Fig. 5 first (it holds the default point): learned σ², halved pruning (library defaults).
-        results["fig5"] = _method_sweeps(out_dir, "fig5", {"m": [(m1, 12, 15) for m1 in m1s], "known_noise": [False]},
-                                         kron, trials, 0, resume)
-        save()
-        # Fig. 3(a): known σ², K = 3, M_1 = 8.
-        results["fig3a"] = _method_sweeps(out_dir, "fig3a", {"snr_db": SNRS}, kron + ["komp"], trials, 0, resume)
-        save()
-        # Fig. 2: one realisation, M_1 = 14, K = 4, 30 dB, known σ² (cSBL iterations capped in --full).
-        fig2 = {"none": {}, "prune": {}}
-        for meth in ["svd", "am", "ksbl", "csbl"]:
-            fig2["none"][meth] = T.convergence(key, method=meth, k=4, snr_db=30.0, values="kron", known_noise=True,
-                                               iters=iters2[meth], prune=0.0, inner_tol=inner_tol, **conv)
-        for meth in ["svd", "csbl"]:
-            fig2["prune"][meth] = T.convergence(key, method=meth, k=4, snr_db=30.0, values="kron", known_noise=True,
-                                                iters=min(150, iters2[meth]), prune=5e-4 if meth == "csbl" else 1e-3, **conv)
-        results["fig2"] = fig2
-        save()
-        # Dense cSBL costs seconds per trial at M = 1440: only the default point, csbl_trials trials.
-        results["default_csbl"] = _method_sweeps(out_dir, "default", {"m": [(8, 12, 15)], "known_noise": [False]},
-                                                 ["csbl"], 0, csbl_trials, resume)
-        if not quick:
+        if "fig5" in selected:  # holds the default point: learned σ², halved pruning (library defaults)
+            results["fig5"] = _method_sweeps(out_dir, "fig5", {"m": [(m1, 12, 15) for m1 in m1s], "known_noise": [False]},
+                                             kron, trials, 0, resume)
+            save()
+        if "fig3a" in selected:  # known σ², K = 3, M_1 = 8
+            results["fig3a"] = _method_sweeps(out_dir, "fig3a", {"snr_db": SNRS}, kron + ["komp"], trials, 0, resume)
+            save()
+        if "fig2" in selected:  # one realisation, M_1 = 14, K = 4, 30 dB, known σ² (cSBL capped in --full)
+            fig2 = {"none": {}, "prune": {}}
+            for meth in ["svd", "am", "ksbl", "csbl"]:
+                fig2["none"][meth] = curve(f"fig2_none_{meth}", method=meth, k=4, snr_db=30.0, values="kron", known_noise=True,
+                                           iters=iters2[meth], prune=0.0, inner_tol=inner_tol)
+            for meth in ["svd", "csbl"]:
+                fig2["prune"][meth] = curve(f"fig2_prune_{meth}", method=meth, k=4, snr_db=30.0, values="kron", known_noise=True,
+                                            iters=min(150, iters2[meth]), prune=5e-4 if meth == "csbl" else 1e-3)
+            results["fig2"] = fig2
+            save()
+        if "default_csbl" in selected:  # cSBL costs ~1 s per EM iteration here: csbl_trials trials
+            results["default_csbl"] = _method_sweeps(out_dir, "default", {"m": [(8, 12, 15)], "known_noise": [False]},
+                                                     ["csbl"], 0, csbl_trials, resume)
+            save()
+        if "fig3b" in selected:
             results["fig3b"] = _method_sweeps(out_dir, "fig3b", {"m": [(m1, 12, 15) for m1 in M1S]}, kron + ["komp"], trials, 0, resume)
             save()
+        if "fig3c" in selected:
             results["fig3c"] = _method_sweeps(out_dir, "fig3c", {"k": KS}, kron + ["komp"], trials, 0, resume)
             save()
+        if "fig4" in selected:
             fig4 = {"known": {}, "unknown": {}}
             for setting in fig4:
                 for meth in ["svd", "am", "ksbl"]:  # cSBL omitted at full size (500 dense iterations)
-                    fig4[setting][meth] = T.convergence(key, method=meth, k=4, snr_db=30.0, values="iid", known_noise=setting == "known",
-                                                        iters=iters4[meth], prune=0.0, inner_tol=inner_tol, **conv)
+                    fig4[setting][meth] = curve(f"fig4_{setting}_{meth}", method=meth, k=4, snr_db=30.0, values="iid",
+                                                known_noise=setting == "known", iters=iters4[meth], prune=0.0, inner_tol=inner_tol)
             results["fig4"] = fig4
             save()
-        results["time_vs_k"] = report.time_vs_k(ks, trials=10 if quick else 50, methods=["svd"] if quick else kron)
+        if "time_vs_k" in selected:
+            results["time_vs_k"] = report.time_vs_k(ks, trials=10 if quick else 50, methods=["svd"] if quick else kron,
+                                                    cache=(out_dir / "checkpoints" / "time_vs_k.json") if resume else None)
     return save()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="paper sizes (200 trials)")
     ap.add_argument("--out", default="results/krosbl")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--csbl-trials", type=int, default=None, help="trials for dense cSBL in the sweeps")
+    ap.add_argument("--csbl-trials", type=int, default=None, help="cSBL trials at the default point (full: 20)")
+    ap.add_argument("--stages", default=None, help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
     a = ap.parse_args()
-    print(run(Path(a.out), quick=not a.full, resume=not a.no_resume, csbl_trials=a.csbl_trials))
+    print(run(Path(a.out), quick=not a.full, resume=not a.no_resume, csbl_trials=a.csbl_trials, stages=a.stages))
 
 
 if __name__ == "__main__":

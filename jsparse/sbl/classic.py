@@ -7,6 +7,10 @@ shape) -> E-step -> γ ← diag Σ + |μ|² -> optional EM noise update. The E-s
     μ = Γ W^H L^{-1} y,   diag Σ = γ − γ² Σ_m |W_mn|²,   dof = Σ_n γ_n ||W_:n||² = Σ_n (1 − Σ_nn/γ_n).
 
 Cost O(M² N) per iteration, memory O(M N): meant for M <= N (the under-determined case).
+With a Kronecker dictionary passed as its factors, `sbl(y, (H_1, ..., H_I))` runs the same
+iterates with the structured E-step `pc.kron_dense_posterior` (Σ_y formed mode by mode, its
+inverse by Cholesky): O(M³ + N Σ M_i²) per iteration and no M x N matrix — about 3.5x fewer
+flops than the dense path at the paper's default size (M = 1440, N = 3375).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from jsparse.core import runner
@@ -37,6 +42,7 @@ class _Settings(NamedTuple):
     rel: float
     learn_noise: bool
     tol: float
+    kron: bool = False  # H is a tuple of Kronecker factors (structured E-step)
 
 
 def dense_posterior(y: jax.Array, H: jax.Array, gamma: jax.Array, sigma2):
@@ -60,9 +66,20 @@ def dense_posterior(y: jax.Array, H: jax.Array, gamma: jax.Array, sigma2):
     return mu, diag_sigma, jnp.sum(jnp.abs(r) ** 2), jnp.sum(gamma * col)
 
 
+def _posterior(settings: _Settings, y, H, gamma, sigma2):
+    if settings.kron:
+        from jsparse.sbl.pc import kron_dense_posterior  # lazy: pc imports this module
+
+        # Same Cholesky guard as dense_posterior (σ² ≥ eps tr(H Γ H^H) = eps Σ_n γ_n ||h_n||²).
+        col_sq = C.full_gamma([jnp.sum(jnp.abs(f) ** 2, axis=0) for f in H])
+        sigma2 = jnp.maximum(sigma2, jnp.finfo(C.real_dtype(y.dtype)).eps * jnp.sum(gamma * col_sq))
+        return kron_dense_posterior(y, H, gamma, sigma2)
+    return dense_posterior(y, H, gamma, sigma2)
+
+
 def _update(settings: _Settings, gamma, sigma2, y, H, floor):
     gamma = jnp.where(gamma < settings.rel * jnp.max(gamma), 0, gamma)
-    mu, diag_sigma, resid_sq, dof = dense_posterior(y, H, gamma, sigma2)
+    mu, diag_sigma, resid_sq, dof = _posterior(settings, y, H, gamma, sigma2)
     new = diag_sigma + jnp.abs(mu) ** 2
     if settings.learn_noise:
         sigma2 = jnp.maximum((resid_sq + sigma2 * dof) / y.shape[0], floor)
@@ -99,7 +116,8 @@ def sbl(
 
     Args:
       y: (M,) measurements, real or complex.
-      H: (M, N) dictionary of y's dtype.
+      H: (M, N) dictionary of y's dtype, or a tuple/list of I >= 2 factors (M_i, N_i) of a
+        Kronecker dictionary H = H_1 ⊗ ... ⊗ H_I (same iterates, structured E-step, no M x N matrix).
       noise_var: known σ² > 0, or None to learn it by EM from 0.1 var(y).
       max_iters: EM iteration budget (static).
       tol: stop when ||γ_t − γ_{t−1}|| / ||γ_{t−1}|| <= tol.
@@ -112,7 +130,9 @@ def sbl(
       SBLResult(x (N,), gammas=(γ (N,),), noise_var, iterations, converged); x is the posterior
       mean under the pruned, learned prior.
     """
-    y, H = C.check_y_dict(y, H)
+    kron = isinstance(H, (tuple, list))
+    y, H = C.check_y_factors(y, H) if kron else C.check_y_dict(y, H)
+    n = int(np.prod([f.shape[1] for f in H])) if kron else H.shape[1]
     C.check_noise_var(noise_var)
     max_iters = V.check_int(max_iters, "max_iters", minimum=1)
     tol = C.check_tol(tol)
@@ -120,10 +140,10 @@ def sbl(
     runner.check_adjoint(adjoint)
     learn = noise_var is None
     rdt = C.real_dtype(y.dtype)
-    settings = _Settings(float(prune), learn, tol)
+    settings = _Settings(float(prune), learn, tol, kron)
     noise = jnp.zeros((), rdt) if learn else jnp.asarray(noise_var, rdt)
     if x_true is not None:
-        x_true = V.check_array(x_true, "x_true", shape=(H.shape[1],))
+        x_true = V.check_array(x_true, "x_true", shape=(n,))
     result, trace = _solve(y, H, noise, x_true, settings=settings, max_iters=max_iters, adjoint=adjoint)
     return result if x_true is None else (result, trace)
 
@@ -133,8 +153,9 @@ def _solve(y, H, noise_arg, x_true, *, settings: _Settings, max_iters: int, adjo
     learn = settings.learn_noise
     rdt = C.real_dtype(y.dtype)
     sigma0 = C.initial_noise_var(y) if learn else noise_arg
-    mu0 = jnp.zeros((H.shape[1],), y.dtype)
-    state = SBLState(jnp.ones((H.shape[1],), rdt), sigma0, mu0, jnp.asarray(0, jnp.int32), jnp.asarray(False))
+    n = int(np.prod([f.shape[1] for f in H])) if settings.kron else H.shape[1]
+    mu0 = jnp.zeros((n,), y.dtype)
+    state = SBLState(jnp.ones((n,), rdt), sigma0, mu0, jnp.asarray(0, jnp.int32), jnp.asarray(False))
     trace_fn = None if x_true is None else (lambda st, *_: nmse(st.mu, x_true))
     final, info = runner.run(
         partial(_step, settings),
@@ -148,5 +169,5 @@ def _solve(y, H, noise_arg, x_true, *, settings: _Settings, max_iters: int, adjo
     )
     sigma2 = final.noise_var if learn else noise_arg
     gamma = jnp.where(final.gamma < settings.rel * jnp.max(final.gamma), 0, final.gamma)
-    mu = dense_posterior(y, H, gamma, sigma2)[0]
+    mu = _posterior(settings, y, H, gamma, sigma2)[0]
     return C.SBLResult(mu, (gamma,), sigma2, info.iterations, info.converged), info.trace
