@@ -8,7 +8,10 @@ Model (MS -> IRS -> BS, no direct link; every array a half-wavelength ULA):
   with S_I, S_B blocks of L contiguous grid points (never wrapping), one MS angle m, one IRS
   departure angle d, and gains α, β ~ CN(0, 1);
 * pilots X (N_M x K_P) QPSK / √N_M; K_I IRS configurations θ_k ∈ {±1/√N_I}^{N_I}; a configuration
-  with ||H_2 diag(θ_k) H_1||_F < 1e-5 is redrawn (the first of `redraws` candidates that passes);
+  with ||H_2 diag(θ_k) H_1||_F < 1e-5 is redrawn (the first of `redraws` candidates that passes).
+  Pilots and candidate configurations form a `Training` (`draw_training`); as in the reference
+  script, draw it once and pass it to every realisation (`simulate(..., training=...)`), or leave
+  it out to draw one per realisation from the realisation's key;
 * y = vec([Y_1 ... Y_{K_I}]), Y_k = H_2 diag(θ_k) H_1 X + W_k, BS index fastest, then pilot,
   then configuration; W ~ CN(0, σ² I) with σ² = mean |ȳ|² / 10^{SNR/10}.
 
@@ -21,8 +24,15 @@ Metrics: NMSE of the effective channels G_k = H_2 diag(θ_k) H_1 (N_B x N_M), av
 configurations, and the QPSK symbol error rate with a rank-1 SVD precoder/combiner from the
 estimate (`ser_qpsk`).
 
-Deviations from the reference script: pilots and configurations are drawn per realisation (the
-script draws them once for all 50); everything is a pure function of the PRNG key.
+Why the training draw matters: with K_P = 3 pilots for N_M = 6 antennas, Φ_MS is 3 x 18 and about
+2.4 % of QPSK pilot matrices make two or more of its columns exactly collinear (e.g. the MS angles
+{0, 6, 12}, spaced by 2/3 in spatial frequency). A realisation whose MS angle lies in such a set is
+unidentifiable: every estimator, including oracle-level OMP, picks a wrong MS angle and the NMSE
+stays near 0 dB. Per-realisation draws put ~1 such realisation in every 50 into the mean; a single
+draw (the reference) either has the defect for all realisations or for none. `ms_coherence` reports
+the largest |cosine| between distinct Φ_MS columns so a run can record it.
+
+Everything is a pure function of the PRNG keys.
 """
 from __future__ import annotations
 
@@ -39,6 +49,9 @@ from jsparse.sbl._common import HIGHEST, real_dtype
 __all__ = [
     "IRSSetup",
     "IRSProblem",
+    "Training",
+    "draw_training",
+    "ms_coherence",
     "steering",
     "cascaded_dictionary",
     "check_setup",
@@ -99,6 +112,15 @@ class IRSProblem(NamedTuple):
     valid: jax.Array
 
 
+class Training(NamedTuple):
+    """Training signals shared by realisations: pilots (N_M, K_P) complex QPSK / √N_M, and
+    candidates (redraws, K_I, N_I) real ±1/√N_I configurations (slot k uses the first candidate
+    whose effective channel passes the degenerate check)."""
+
+    pilots: jax.Array
+    candidates: jax.Array
+
+
 def check_setup(setup: IRSSetup) -> IRSSetup:
     """Raise ValueError naming the offending field of an IRSSetup."""
     if not isinstance(setup, IRSSetup):
@@ -142,21 +164,58 @@ def _effective(h2: jax.Array, thetas: jax.Array, h1: jax.Array) -> jax.Array:
     return jnp.einsum("bi,...i,im->...bm", h2, thetas.astype(h2.dtype), h1, precision=HIGHEST)
 
 
-def simulate(key: jax.Array, snr_db, setup: IRSSetup = IRSSetup(), dtype=jnp.complex64) -> IRSProblem:
-    """Draw one channel realisation, pilots, configurations and noisy training signal.
+def _check_dtype(dtype):
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.complex64), jnp.dtype(jnp.complex128)):
+        raise ValueError(f"dtype: expected complex64 or complex128, got {dtype}")
+
+
+def draw_training(key: jax.Array, setup: IRSSetup = IRSSetup(), dtype=jnp.complex64) -> Training:
+    """Draw QPSK pilots (N_M, K_P) and `redraws` x K_I candidate ±1/√N_I IRS configurations."""
+    check_setup(setup)
+    _check_dtype(dtype)
+    rdt = real_dtype(dtype)
+    k_p, k_c = jax.random.split(key)
+    pilots = _qpsk(k_p, (setup.ms_antennas, setup.pilots), rdt) / jnp.sqrt(jnp.asarray(setup.ms_antennas, rdt))
+    signs = jax.random.bernoulli(k_c, 0.5, (setup.redraws, setup.configs, setup.irs_elements))
+    candidates = jnp.where(signs, 1.0, -1.0).astype(rdt) / jnp.sqrt(jnp.asarray(setup.irs_elements, rdt))
+    return Training(pilots.astype(dtype), candidates)
+
+
+def _check_training(training: Training, setup: IRSSetup) -> Training:
+    if not isinstance(training, Training):
+        raise ValueError(f"training: expected an irs.Training, got {type(training).__name__}")
+    want = ((setup.ms_antennas, setup.pilots), (setup.redraws, setup.configs, setup.irs_elements))
+    got = (tuple(training.pilots.shape[-2:]), tuple(training.candidates.shape[-3:]))
+    if got != want:
+        raise ValueError(f"training: pilots/candidates shapes {got} do not match the setup {want}")
+    return training
+
+
+def ms_coherence(phi_ms: jax.Array) -> jax.Array:
+    """Largest |cosine| between two distinct columns of Φ_MS (K_P, G); 1 means an unidentifiable pair."""
+    q = phi_ms / jnp.maximum(jnp.linalg.norm(phi_ms, axis=0, keepdims=True), jnp.finfo(real_dtype(phi_ms.dtype)).tiny)
+    c = jnp.abs(jnp.matmul(jnp.conj(q).T, q, precision=HIGHEST))
+    return jnp.max(jnp.where(jnp.eye(c.shape[0], dtype=bool), 0, c))
+
+
+def simulate(
+    key: jax.Array, snr_db, setup: IRSSetup = IRSSetup(), dtype=jnp.complex64, *, training: Training | None = None
+) -> IRSProblem:
+    """Draw one channel realisation and its noisy training signal.
 
     Args:
-      key: PRNG key; the result is a pure function of (key, snr_db, setup, dtype).
+      key: PRNG key; the result is a pure function of (key, snr_db, setup, dtype, training).
       snr_db: training SNR in dB (scalar; may be traced).
       setup: static sizes (IRSSetup); `configs` etc. must be >= 1.
       dtype: jnp.complex64 or jnp.complex128.
+      training: pilots and candidate configurations shared by realisations (`draw_training`; the
+        reference draws them once per run). None draws them from `key` (one per realisation).
 
     Returns:
       IRSProblem (see its docstring).
     """
     check_setup(setup)
-    if jnp.dtype(dtype) not in (jnp.dtype(jnp.complex64), jnp.dtype(jnp.complex128)):
-        raise ValueError(f"dtype: expected complex64 or complex128, got {dtype}")
+    _check_dtype(dtype)
     rdt = real_dtype(dtype)
     nm, nb, ni, g, l = setup.ms_antennas, setup.bs_antennas, setup.irs_elements, setup.grid, setup.spread
     k = jax.random.split(key, 10)
@@ -166,9 +225,8 @@ def simulate(key: jax.Array, snr_db, setup: IRSSetup = IRSSetup(), dtype=jnp.com
     bs_start = jax.random.randint(k[3], (), 0, g - l + 1)  # BS arrival block (no wrap)
     alpha = _cn(k[4], (l,), rdt)
     beta = _cn(k[5], (l,), rdt)
-    pilots = _qpsk(k[6], (nm, setup.pilots), rdt) / jnp.sqrt(jnp.asarray(nm, rdt))
-    signs = jnp.where(jax.random.bernoulli(k[7], 0.5, (setup.redraws, setup.configs, ni)), 1.0, -1.0)
-    candidates = signs.astype(rdt) / jnp.sqrt(jnp.asarray(ni, rdt))
+    training = draw_training(k[6], setup, dtype) if training is None else _check_training(training, setup)
+    pilots, candidates = training.pilots.astype(dtype), training.candidates.astype(rdt)
 
     a_m, a_i, a_b = steering(nm, g, dtype), steering(ni, g, dtype), steering(nb, g, dtype)
     irs_idx = irs_start + jnp.arange(l)

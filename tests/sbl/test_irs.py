@@ -75,6 +75,51 @@ def test_degenerate_configurations_are_redrawn():
     assert not bool(bad.valid)
 
 
+def test_shared_training_and_per_realisation_default():
+    """A Training drawn once is used verbatim by every realisation (the reference draws pilots and
+    configurations once per run); without one, simulate draws it from the realisation key."""
+    tr = irs.draw_training(jax.random.PRNGKey(9), SMALL)
+    a = irs.simulate(jax.random.PRNGKey(10), 8.0, setup=SMALL, training=tr)
+    b = irs.simulate(jax.random.PRNGKey(11), 8.0, setup=SMALL, training=tr)
+    for p in (a, b):
+        np.testing.assert_array_equal(np.asarray(p.pilots), np.asarray(tr.pilots))
+        np.testing.assert_array_equal(np.asarray(p.thetas), np.asarray(tr.candidates[0]))  # nothing degenerate
+        np.testing.assert_array_equal(np.asarray(p.factors[1]), np.asarray(a.factors[1]))
+    assert not np.allclose(np.asarray(a.x), np.asarray(b.x))  # the channels still differ
+    key = jax.random.PRNGKey(12)
+    own = irs.draw_training(jax.random.split(key, 10)[6], SMALL)
+    for u, v in zip(jax.tree_util.tree_leaves(irs.simulate(key, 8.0, setup=SMALL)),
+                    jax.tree_util.tree_leaves(irs.simulate(key, 8.0, setup=SMALL, training=own))):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    with pytest.raises(ValueError, match="training"):
+        irs.simulate(key, 8.0, training=tr)  # SMALL-sized training for the reference setup
+
+
+# Pilots (times √12) of a per-realisation draw that made realisation 7 of the first 50 fail for every
+# method: Φ_MS columns 0, 6 and 12 (spatial frequencies −1, −1/3, 1/3) are exactly collinear, so the
+# MS angle 12 cannot be told from 0 and 6 with these 3 pilots.
+_COLLINEAR_PILOTS = np.array([
+    [-1 - 1j, -1 + 1j, -1 + 1j], [1 + 1j, -1 + 1j, 1 + 1j], [1 + 1j, 1 - 1j, -1 - 1j],
+    [-1 - 1j, -1 + 1j, -1 + 1j], [1 + 1j, -1 + 1j, 1 + 1j], [1 + 1j, -1 + 1j, 1 - 1j],
+]) / np.sqrt(12)
+
+
+def test_ms_coherence_flags_unidentifiable_pilots(x64):
+    a_m = np.asarray(irs.steering(6, 18, jnp.complex128))
+    phi = _COLLINEAR_PILOTS.T @ np.conj(a_m)
+    q = phi / np.linalg.norm(phi, axis=0)
+    want = np.abs(q.conj().T @ q) - np.eye(18)
+    np.testing.assert_allclose(float(irs.ms_coherence(jnp.asarray(phi))), want.max(), rtol=1e-12)
+    np.testing.assert_allclose(want[12, [0, 6]], 1.0, rtol=1e-12)
+    # The unidentifiability is real: y for MS angle 12 is reproduced exactly by MS angles 0 and 6.
+    cols = phi[:, [0, 6]]
+    coef = np.linalg.lstsq(cols[:, :1], phi[:, 12], rcond=None)[0]
+    np.testing.assert_allclose(cols[:, :1] @ coef, phi[:, 12], atol=1e-12)
+    # The reference-style single draw used by the experiment (seed 0) has no such pair.
+    tr = irs.draw_training(jax.random.PRNGKey(0), dtype=jnp.complex128)
+    assert float(irs.ms_coherence(tr.pilots.T @ jnp.conj(jnp.asarray(a_m)))) < 0.99
+
+
 def test_channel_nmse():
     p = irs.simulate(jax.random.PRNGKey(7), 10.0, setup=SMALL)
     np.testing.assert_allclose(np.asarray(irs.channel_nmse(p.x, p)), 0, atol=1e-8)
