@@ -1,36 +1,42 @@
 """Activation-store read throughput: shuffled (4096, 384) batches from disk.
 
-    python -m experiments.bench_store [--rows 1000000] [--out results/bench_store.json]
+    python -m experiments.bench_store [--rows 1000000] [--repeats 3] [--out results/bench_store.json]
 
 Writes a store of `rows` random activations (d = 384, float32 and float16), then times one
-epoch of shuffled batches, median of `--repeats` epochs (the first epoch after writing is also
-timed and reported separately: page-cache warm-up). Side by side in the same run:
-  store.batches            block shuffle, bounded buffer (host numpy batches, store dtype)
-  store + device_batches   the same, moved to the device and normalised (float32) in a thread
-  naive random gather      baseline: a global permutation, each batch fancy-indexed from the memmaps
+epoch of shuffled batches with `experiments._timing.time_host` (the first epoch after writing is
+the warm-up, reported separately; then the median of `--repeats` epochs, wall and process CPU
+time; CPU time is what the reader costs, wall also counts waiting for a core on a loaded
+machine). Side by side in the same run:
+  store.batches threads=1   block shuffle, bounded buffer, all work in the calling thread
+  store.batches threads=2   the same, block copies and row gathers on 2 worker threads (default)
+  store + device_batches    threads=2, moved to the device and normalised (float32) in a thread
+  StoreStream (train feed)  threads=2, float32 normalised host batches as `jsparse.sae.train` reads them
+  naive random gather       baseline: a global permutation, each batch fancy-indexed from the memmaps
 Target (issue 8): >= 1M activations/s of d = 384 on 2 CPU cores.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from experiments._timing import time_host
 
-def _epoch_rate(make_iter, rows_expected: int) -> float:
-    t = time.perf_counter()
-    n = 0
-    for b in make_iter():
+
+def _consume(it):
+    last, n = None, 0
+    for b in it:
         n += b.shape[0]
-    if hasattr(b, "block_until_ready"):
-        b.block_until_ready()
-    return n / (time.perf_counter() - t)
+        last = b
+    return last
+
+
+def _feed(stream, n):
+    return (stream.batch(i) for i in range(n))
 
 
 def main(argv=None) -> dict:
@@ -43,38 +49,47 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--buffer-rows", type=int, default=1 << 18)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dtypes", default="float32,float16")
     p.add_argument("--dir", default=None, help="where to write the temporary stores (default: a temp dir)")
     p.add_argument("--out", default="results/bench_store.json")
     a = p.parse_args(argv)
     root = Path(a.dir or tempfile.mkdtemp(prefix="bench_store_"))
     rng = np.random.default_rng(0)
     rows = []
+    load = [os.getloadavg()[0]]
     try:
-        for dtype in ("float32", "float16"):
+        for dtype in a.dtypes.split(","):
             path = root / dtype
             w = ActivationWriter(path, a.d, dtype=dtype, shard_rows=131072, resume=False)
             for i in range(0, a.rows, 65536):
                 w.add(rng.standard_normal((min(65536, a.rows - i), a.d), np.float32), i)
             w.close()
             s = ActivationStore(path)
+            n_batches = s.num_tokens // a.batch
+            kw = dict(seed=1, buffer_rows=a.buffer_rows)
             cases = {
-                "store.batches": lambda s=s: s.batches(a.batch, seed=1, buffer_rows=a.buffer_rows),
-                "store + device_batches": lambda s=s: device_batches(
-                    s.batches(a.batch, seed=1, buffer_rows=a.buffer_rows), scale=s.norm_scale),
-                "naive random gather": lambda s=s: (s.rows(np.sort(idx)) for idx in np.array_split(
-                    np.random.default_rng(1).permutation(s.num_tokens), s.num_tokens // a.batch)),
+                "store.batches threads=1": lambda s=s: _consume(s.batches(a.batch, threads=1, **kw)),
+                "store.batches threads=2": lambda s=s: _consume(s.batches(a.batch, threads=2, **kw)),
+                "store + device_batches": lambda s=s: _consume(device_batches(s.batches(a.batch, **kw),
+                                                                              scale=s.norm_scale)),
+                "StoreStream (train feed)": lambda s=s: _consume(_feed(s.stream(a.batch, **kw), n_batches)),
+                "naive random gather": lambda s=s: _consume(s.rows(np.sort(idx)) for idx in np.array_split(
+                    np.random.default_rng(1).permutation(s.num_tokens), n_batches)),
             }
-            for name, make in cases.items():
-                first = _epoch_rate(make, s.num_tokens)
-                rates = [_epoch_rate(make, s.num_tokens) for _ in range(a.repeats)]
-                rows.append(dict(case=name, dtype=dtype, rows_per_s=statistics.median(rates), first_epoch=first,
-                                 repeats=rates))
-                print(f"{name:24s} {dtype:8s} {statistics.median(rates) / 1e6:7.2f} M rows/s "
-                      f"(first epoch {first / 1e6:.2f})", flush=True)
+            for name, fn in cases.items():
+                t = time_host(fn, repeats=a.repeats)
+                rows_epoch = n_batches * a.batch
+                r = dict(case=name, dtype=dtype, rows_per_s=rows_epoch / t.median_s,
+                         rows_per_cpu_s=rows_epoch / t.cpu_median_s, warmup_s=t.compile_s, **t.as_dict())
+                rows.append(r)
+                load.append(os.getloadavg()[0])
+                print(f"{name:26s} {dtype:8s} wall {r['rows_per_s'] / 1e6:6.2f} M rows/s   "
+                      f"cpu {r['rows_per_cpu_s'] / 1e6:6.2f} M rows/cpu-s   (load {load[-1]:.1f})", flush=True)
     finally:
         if a.dir is None:
             shutil.rmtree(root, ignore_errors=True)
-    res = dict(settings=vars(a), environment=environment(), results=rows, target_rows_per_s=1e6)
+    res = dict(settings=vars(a), environment=environment(), results=rows, target_rows_per_s=1e6,
+               load_average_1min=load)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, res)
     return res

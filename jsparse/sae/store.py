@@ -25,6 +25,8 @@ import os
 import queue
 import threading
 import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -67,6 +69,32 @@ def _crc32(path: Path, chunk: int = 1 << 24) -> int:
             if not b:
                 return crc
             crc = zlib.crc32(b, crc)
+
+
+def _run_all(pool, fn, items) -> None:
+    """fn(item) for every item, spread over the pool's threads (or here when pool is None)."""
+    if pool is None:
+        for it in items:
+            fn(it)
+    else:
+        for f in [pool.submit(fn, it) for it in items]:
+            f.result()
+
+
+def _ordered(pool, fn, indices, ahead: int) -> Iterator:
+    """Yield fn(j) for j in indices in order, computing up to `ahead` of them in the pool."""
+    if pool is None:
+        for j in indices:
+            yield fn(j)
+        return
+    pending: deque = deque()
+    it = iter(indices)
+    for j in it:
+        pending.append(pool.submit(fn, j))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -306,7 +334,8 @@ class ActivationStore:
 
     def batches(self, batch_size: int, *, seed: int = 0, epochs: int | None = 1, start_batch: int = 0,
                 buffer_rows: int = 1 << 18, block_rows: int = 4096, drop_last: bool = True,
-                outlier_factor: float | None = None, shuffle: bool = True) -> Iterator[np.ndarray]:
+                outlier_factor: float | None = None, shuffle: bool = True,
+                threads: int = 2) -> Iterator[np.ndarray]:
         """Shuffled (batch_size, d) host batches in the store dtype, every row once per epoch.
 
         Each epoch draws a permutation of contiguous `block_rows` blocks over all shards; blocks are
@@ -316,9 +345,22 @@ class ActivationStore:
         mean squared norm (yielded batches then still have batch_size rows). epochs=None: forever.
         start_batch: skip that many batches cheaply (no reads; used to resume training).
         Batch sequence depends only on (seed, batch_size, buffer_rows, block_rows, outlier_factor).
+        threads: worker threads for the two memory-bound passes (the block copies of a fill and
+        the per-batch row gathers; NumPy releases the GIL in both), up to `threads + 1` batches
+        gathered ahead of the consumer; 1 = all in the calling thread. Same batches either way.
         """
-        if batch_size < 1 or buffer_rows < 1 or block_rows < 1:
-            raise ValueError("batch_size, buffer_rows and block_rows must be >= 1")
+        if batch_size < 1 or buffer_rows < 1 or block_rows < 1 or threads < 1:
+            raise ValueError("batch_size, buffer_rows, block_rows and threads must be >= 1")
+        pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+        try:
+            yield from self._batches(pool, threads, batch_size, seed, epochs, start_batch, buffer_rows, block_rows,
+                                     drop_last, outlier_factor, shuffle)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _batches(self, pool, threads, batch_size, seed, epochs, start_batch, buffer_rows, block_rows, drop_last,
+                 outlier_factor, shuffle):
         blocks = self._blocks(block_rows)
         per_fill = max(1, buffer_rows // block_rows)
         limit = None if outlier_factor is None else float(outlier_factor) * float(self.mean_sq_norm or 0.0)
@@ -346,19 +388,19 @@ class ActivationStore:
                 if buf is None or buf.shape[0] < n_tot:
                     buf = np.empty((n_tot, self.d), self.dtype)
                 buf[:carry.shape[0]] = carry
-                pos = carry.shape[0]
-                for s, a, b in fill:
-                    buf[pos:pos + b - a] = self.shards[s][a:b]
-                    pos += b - a
+                starts = carry.shape[0] + np.concatenate([[0], np.cumsum(fill[:, 2] - fill[:, 1])])
+                copies = [(buf[p:p + b - a], self.shards[s][a:b]) for p, (s, a, b) in zip(starts, fill)]
+                _run_all(pool, lambda dst_src: np.copyto(*dst_src), copies)
                 data = buf[:n_tot]
                 if limit is not None:
                     sq = np.einsum("ij,ij->i", data, data, dtype=np.float32)
                     perm = perm[sq[perm] <= limit]
                 n_full = perm.shape[0] // batch_size
-                for j in range(n_full):
-                    if emitted >= start_batch:
-                        yield np.take(data, perm[j * batch_size:(j + 1) * batch_size], axis=0)
-                    emitted += 1
+                first = min(max(start_batch - emitted, 0), n_full)
+                gather = lambda j, data=data, perm=perm: np.take(data, perm[j * batch_size:(j + 1) * batch_size],
+                                                                 axis=0)
+                yield from _ordered(pool, gather, range(first, n_full), ahead=threads + 1)
+                emitted += n_full
                 carry = np.take(data, perm[n_full * batch_size:], axis=0)
             if not drop_last and carry.shape[0] > 0:
                 if emitted >= start_batch:
@@ -392,8 +434,10 @@ class StoreStream:
         if self._it is None or i != self._next:
             self._it = self.store.batches(self.batch_size, seed=self.seed, epochs=None, start_batch=i, **self.kw)
         self._next = i + 1
-        x = next(self._it).astype(np.float32)
-        return x * np.float32(self.store.norm_scale) if self.normalize else x
+        x = next(self._it)
+        if self.normalize:  # one pass: cast and scale together
+            return np.multiply(x, np.float32(self.store.norm_scale), dtype=np.float32)
+        return x.astype(np.float32, copy=False)
 
 
 def device_batches(batches: Iterable[np.ndarray], *, scale: float = 1.0, dtype=None, size: int = 2,
