@@ -5,8 +5,8 @@
 
 * Each row times the same jitted train step that `jsparse.sae.train` uses (one optimiser step,
   row normalisation, method-specific state updates), on random data already on the device.
-  Compilation is timed separately; steps are timed with block_until_ready, interleaved across
-  methods (rep r of every method before rep r + 1); median of `reps`.
+  Timed with `experiments._timing.time_call`: compilation separately (AOT), block_until_ready,
+  median of `reps` wall-clock and CPU-process times (CPU time is robust to a loaded machine).
 * GBA overhead, side by side in one run: (a) the GBA step vs the identical tied SAE step without
   the window statistics and bias rule ("gba_noadapt"); (b) vs a plain tied ReLU SAE step
   ("relu_tied": same parameters, ReLU(u + b_enc), no penalty).
@@ -20,7 +20,6 @@ from experiments import _env  # noqa: F401
 
 import argparse
 import resource
-import statistics
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from experiments._timing import time_call
 from jsparse.core import records
 from jsparse.sae import gba
 from jsparse.sae.train import Options, build, init_state, make_step
@@ -56,51 +56,29 @@ def _setup(method, d, width, batch, key, k=32):
 
 
 def time_methods(methods, d, width, batch, reps, key):
-    """Compile every method's step, then time them interleaved (rep 1 of each method, rep 2 of
-    each, ...) so that load drift on a shared machine hits all methods alike."""
-    setups, rows = {}, {}
+    """Every method's train step timed with `experiments._timing.time_call` (AOT compile timed
+    separately, block_until_ready, median of `reps` wall and CPU-process times). The step is
+    wrapped in an outer jit so the donated state can be passed again on every repeat."""
+    rows = []
     for method in methods:
         step, state, x = _setup(method, d, width, batch, key)
-        t0 = time.perf_counter()
-        state, m = step(state, x)
-        jax.block_until_ready((state, m))
-        setups[method] = [step, state, x]
-        rows[method] = dict(method=method, d=d, width=width, batch=batch, reps=reps,
-                            compile_and_first_s=time.perf_counter() - t0, times=[])
-    for r in range(reps):
-        for method in methods:
-            step, state, x = setups[method]
-            t0 = time.perf_counter()
-            state, m = step(state, x * (1.0 + 0.01 * (r % 2)))
-            jax.block_until_ready((state, m))
-            rows[method]["times"].append(time.perf_counter() - t0)
-            setups[method][1] = state
-    for row in rows.values():
-        row["median_step_s"] = statistics.median(row["times"])
-        row["min_step_s"] = min(row["times"])
-        row["tokens_per_s"] = batch / row["median_step_s"]
-    return [rows[m] for m in methods]
+        t = time_call(lambda s, x_, step=step: step(s, x_), (state, x), repeats=reps, warmup=1)
+        rows.append(dict(method=method, d=d, width=width, batch=batch, reps=reps, **t.as_dict(),
+                         median_step_s=t.median_s, cpu_step_s=t.cpu_median_s, tokens_per_s=batch / t.median_s))
+    return rows
 
 
 def rule_cost(d, width, batch, reps):
-    """Median time of the GBA additions alone (window accumulation + end-of-window rule) on a
-    (batch, width) pre-activation array, unfused: an upper bound on what they add to a step."""
+    """The GBA additions alone (window accumulation + end-of-window rule) on a (batch, width)
+    pre-activation array, unfused: an upper bound on what they add to a step. Returns Timing."""
     cfg = gba.make_config(width, groups=10, update_every=1)  # the rule fires on every call
-    y = jax.random.normal(jax.random.PRNGKey(2), (batch, width), jnp.float32)
 
-    @jax.jit
     def extra(bias, stats, y):
         stats = gba.accumulate(stats, y)
         return gba.maybe_update(bias, stats, jnp.int32(0), cfg)[:2]
 
-    bias, stats = jnp.zeros((width,)), gba.init_stats(width)
-    jax.block_until_ready(extra(bias, stats, y))
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(extra(bias, stats, y))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    y = jax.random.normal(jax.random.PRNGKey(2), (batch, width), jnp.float32)
+    return time_call(extra, (jnp.zeros((width,)), gba.init_stats(width), y), repeats=reps, warmup=1)
 
 
 def memory_estimate(d=1536, width=65536, batch=4096, key=None):
@@ -148,28 +126,29 @@ def main(argv=None):
     key = jax.random.PRNGKey(0)
     rows = []
     print(f"backend {jax.default_backend()}, batch {a.batch}, median of {a.reps} steps (compile excluded)")
-    print(f"{'method':>12} {'d':>5} {'width':>6} {'compile+1st s':>13} {'step s':>8} {'tokens/s':>10}")
+    print(f"{'method':>12} {'d':>5} {'width':>6} {'compile s':>9} {'step s':>8} {'cpu s':>8} {'tokens/s':>10}")
     for d in a.dims:
         for r in time_methods(a.methods, d, 16 * d, a.batch, a.reps, key):
             rows.append(r)
-            method = r["method"]
-            print(f"{method:>12} {d:>5} {16 * d:>6} {r['compile_and_first_s']:>13.2f} {r['median_step_s']:>8.3f} "
-                  f"{r['tokens_per_s']:>10.0f}", flush=True)
+            print(f"{r['method']:>12} {d:>5} {16 * d:>6} {r['compile_s']:>9.2f} {r['median_step_s']:>8.3f} "
+                  f"{r['cpu_step_s']:>8.3f} {r['tokens_per_s']:>10.0f}", flush=True)
     overhead = {}
     for d in a.dims:
         rc = rule_cost(d, 16 * d, a.batch, max(a.reps, 5))
-        steps_d = {r["method"]: r["median_step_s"] for r in rows if r["d"] == d}
-        base = steps_d.get("relu_tied") or steps_d.get("gba_noadapt")
-        overhead.setdefault(d, {})["rule_alone_s"] = rc
+        by = {r["method"]: r for r in rows if r["d"] == d}
+        base = by.get("relu_tied") or by.get("gba_noadapt")
+        o = overhead.setdefault(d, {"rule_alone_s": rc.median_s, "rule_alone_cpu_s": rc.cpu_median_s})
         if base:
-            overhead[d]["rule_alone_vs_relu_step"] = rc / base
-        print(f"d={d}: GBA accumulation + rule alone {rc * 1e3:.1f} ms"
-              + (f" = {100 * rc / base:.2f}% of a plain tied ReLU step" if base else ""))
-        by = {r["method"]: np.asarray(r["times"]) for r in rows if r["d"] == d}
-        if "gba" in by:  # median of the per-rep ratios (paired, interleaved)
-            overhead[d] |= {f"vs_{b}": float(np.median(by["gba"] / by[b]) - 1) for b in ("gba_noadapt", "relu_tied")
-                           if b in by}
-            print(f"d={d}: GBA step overhead " + ", ".join(f"{k} {100 * v:+.1f}%" for k, v in overhead[d].items()))
+            o["rule_alone_vs_relu_step"] = rc.median_s / base["median_step_s"]
+            o["rule_alone_vs_relu_step_cpu"] = rc.cpu_median_s / base["cpu_step_s"]
+        for b in ("gba_noadapt", "relu_tied"):
+            if "gba" in by and b in by:
+                o[f"gba_vs_{b}"] = by["gba"]["median_step_s"] / by[b]["median_step_s"] - 1
+                o[f"gba_vs_{b}_cpu"] = by["gba"]["cpu_step_s"] / by[b]["cpu_step_s"] - 1
+        print(f"d={d}: GBA accumulation + rule alone {rc.median_s * 1e3:.1f} ms wall, {rc.cpu_median_s * 1e3:.1f} ms CPU"
+              + (f" = {100 * o['rule_alone_vs_relu_step']:.2f}% (wall) / {100 * o['rule_alone_vs_relu_step_cpu']:.2f}% "
+                 "(CPU) of a plain tied ReLU step" if base else ""))
+        print(f"d={d}: " + ", ".join(f"{k} {100 * v:+.1f}%" for k, v in o.items() if k.startswith("gba_vs")))
     mem = None
     if not a.no_memory:
         mem, compiled, state = memory_estimate(batch=a.batch)

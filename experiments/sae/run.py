@@ -46,7 +46,7 @@ def settings(quick: bool) -> dict:
             steps=1500, batch=256, eval_batches=20,
             toy=dict(n=128, d=42, width=512, steps=1500, topk=(20,), wrong=False),
             hetero=dict(n=64, d=32, s=3, width=256),
-            heat=dict(n=64, d=32, width=256, s=[1, 3, 8], p=[0.005, 0.03, 0.2], steps=800),
+            heat=[dict(label="light", n=64, d=32, width=256, s=[1, 3, 8], p=[0.005, 0.03, 0.2], steps=800)],
             frontier=dict(topk=[2, 6], relu_l1=[0.1], jumprelu=[0.03]),
         )
     return dict(
@@ -58,9 +58,10 @@ def settings(quick: bool) -> dict:
         steps=3907, batch=512, eval_batches=50,  # 3907 x 512 = 2,000,384 samples
         toy=dict(n=128, d=42, width=1024, steps=3907, topk=(20, 30, 50), wrong=True),
         hetero=dict(n=512, d=128, s=8, width=1024),
-        heat=dict(n=256, d=64, width=512, s=[1, 2, 4, 8, 16], p=[0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
-                  steps=1500),
-        frontier=dict(topk=[4, 32], relu_l1=[0.03, 0.3], jumprelu=[0.003, 0.03]),
+        heat=[dict(label=label, n=256, d=d, width=512, s=[1, 4, 16],
+                   p=[0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2], steps=1500)
+              for label, d in (("light", 64), ("heavy", 8))],  # sqrt(256) = 16: d = 64 light, d = 8 heavy
+        frontier=dict(relu_l1=[0.1], jumprelu=[0.003], topk=[32]),  # + every cached light_* run
     )
 
 
@@ -147,7 +148,8 @@ def imbalanced_toy(out, cfg, resume):
     st = _Mixture(sae.SyntheticStream(v, w, s=3, batch_size=half, key=ka),
                   sae.SyntheticStream(v, w, s=20, batch_size=half, key=kb))
     common = dict(width=t["width"], steps=t["steps"], eval_batches=cfg["eval_batches"])
-    rows = [("gba", _run(out, "toy_gba", st, resume, method="gba", **common))]
+    rows = [("gba", _run(out, "toy_gba", st, resume, method="gba", **common)),
+            ("ba", _run(out, "toy_ba", st, resume, method="ba", **common))]
     if t["wrong"]:
         rows.append(("gba wrong range (0.5 -> 0.2)",
                      _run(out, "toy_gba_wrong", st, resume, method="gba", htf=0.5, ltf=0.2, **common)))
@@ -182,15 +184,20 @@ def heterogeneous(out, cfg, resume):
 
 
 def resonance(out, cfg, resume):
-    h = cfg["heat"]
-    grid = np.zeros((len(h["s"]), len(h["p"])))
-    for i, s in enumerate(h["s"]):
-        st = _stream(3, cfg["batch"], n=h["n"], d=h["d"], s=s)
-        for j, p in enumerate(h["p"]):
-            r = _run(out, f"heat_s{s}_p{p}", st, resume, method="ba", target=p, width=h["width"], steps=h["steps"],
-                     eval_batches=max(cfg["eval_batches"] // 4, 4))
-            grid[i, j] = np.nan if r is None else r["frr09"]
-    return dict(f=[s / h["n"] for s in h["s"]], p=h["p"], frr09=grid, n=h["n"], d=h["d"], width=h["width"])
+    """One BA recovery grid (feature frequency f = s/n x target p) per panel (light, heavy)."""
+    panels = []
+    for h in cfg["heat"]:
+        prefix = "heat" if h["label"] == "light" else f"heat{h['label']}"
+        grid = np.full((len(h["s"]), len(h["p"])), np.nan)
+        for i, s in enumerate(h["s"]):
+            st = _stream(3, cfg["batch"], n=h["n"], d=h["d"], s=s)
+            for j, p in enumerate(h["p"]):
+                r = _run(out, f"{prefix}_s{s}_p{p}", st, resume, method="ba", target=p, width=h["width"],
+                         steps=h["steps"], eval_batches=max(cfg["eval_batches"] // 4, 4))
+                grid[i, j] = np.nan if r is None else r["frr09"]
+        panels.append(dict(label=h["label"], f=[s / h["n"] for s in h["s"]], p=h["p"], frr09=grid, n=h["n"],
+                           d=h["d"], width=h["width"], steps=h["steps"]))
+    return panels
 
 
 def frontier(out, cfg, resume):
@@ -218,7 +225,7 @@ def _plots(out, heat, front, rows):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if heat is not None:
+    if heat:
         _heat_plot(plt, out, heat)
     if front:
         _front_plot(plt, out, front)
@@ -226,16 +233,16 @@ def _plots(out, heat, front, rows):
         _freq_plot(plt, out, rows)
 
 
-def _heat_plot(plt, out, heat):
-    fig, ax = plt.subplots(figsize=(5, 4))
-    im = ax.imshow(heat["frr09"], origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(heat["p"])), [f"{p:g}" for p in heat["p"]])
-    ax.set_yticks(range(len(heat["f"])), [f"{f:.3g}" for f in heat["f"]])
-    ax.set_xlabel("BA target frequency p")
-    ax.set_ylabel("feature frequency f = s/n")
-    ax.set_title(f"FRR@0.9, n={heat['n']}, d={heat['d']}, M={heat['width']}")
-    fig.colorbar(im)
-    fig.tight_layout()
+def _heat_plot(plt, out, panels):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, heat in zip(axes[0], panels):
+        im = ax.imshow(heat["frr09"], origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(heat["p"])), [f"{p:g}" for p in heat["p"]])
+        ax.set_yticks(range(len(heat["f"])), [f"{f:.3g}" for f in heat["f"]])
+        ax.set_xlabel("BA target frequency p")
+        ax.set_ylabel("feature frequency f = s/n")
+        ax.set_title(f"{heat['label']}: FRR@0.9, n={heat['n']}, d={heat['d']}, M={heat['width']}")
+    fig.colorbar(im, ax=axes[0].tolist())
     fig.savefig(out / "resonance.png", dpi=120)
     plt.close(fig)
 
@@ -309,13 +316,14 @@ def _summary(cfg, rows, toy, hetero, hmeta, heat, quick) -> str:
         lines.append(f"| {r['run']} | {r['l0']:.1f} | {_pct(r['dead'])} | {_pct(r['frr09'])} | "
                      f"{_pct(r['rare_frr08'])} | {_pct(r['rare_frr09'])} | {r['rare_mean_cos']:.3f} | "
                      f"{_pct(r['frequent_frr09'])} |")
-    if heat is None:
+    if not heat:
         return "\n".join(lines + ["", "Resonance heatmap: not run."]) + "\n"
-    lines += ["", f"## Resonance (BA, FRR@0.9 %, n = {heat['n']}, d = {heat['d']}, M = {heat['width']}): rows f = s/n, "
-              "columns target p", "", "| f \\ p | " + " | ".join(f"{p:g}" for p in heat["p"]) + " |",
-              "|---|" + "---|" * len(heat["p"])]
-    for f, row in zip(heat["f"], np.asarray(heat["frr09"])):
-        lines.append(f"| {f:.3g} | " + " | ".join(_pct(v) for v in row) + " |")
+    for h in heat:
+        lines += ["", f"## Resonance, {h['label']} superposition (BA, FRR@0.9 %, n = {h['n']}, d = {h['d']}, "
+                  f"M = {h['width']}, {h['steps']} steps): rows f = s/n, columns target p", "",
+                  "| f \\ p | " + " | ".join(f"{p:g}" for p in h["p"]) + " |", "|---|" + "---|" * len(h["p"])]
+        for f, row in zip(h["f"], np.asarray(h["frr09"])):
+            lines.append(f"| {f:.3g} | " + " | ".join(_pct(v) for v in row) + " |")
     lines += ["", "Paper: recovery needs p in a band around f, narrow in heavy and wide in light superposition "
               "(figure only).", "", "Plots: resonance.png, frontier.png, frequencies.png."]
     return "\n".join(lines) + "\n"

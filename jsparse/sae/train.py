@@ -83,6 +83,7 @@ class Options(NamedTuple):
     dead_steps: int
     threshold_rate: float
     adapt: bool = True  # False: GBA/BA without the window statistics and bias rule (benchmarks)
+    scale_warmup: int = 0  # steps during which the output scale a gets no update (decoupled phase)
 
 
 def build(method: str, d: int, width: int, key: jax.Array, *, k=None, tied=None, output_scale=None,
@@ -139,6 +140,10 @@ def make_step(graphdef, opts: Options, cfg: gba.GBAConfig | None, optimizer: opt
     def step(state: TrainState, x: jax.Array):
         dead = (state.step - state.last_fired) > opts.dead_steps
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.rest, x, dead)
+        if opts.scale_warmup > 0 and "scale" in grads:  # a frozen: Adam sees zero gradients (zero update)
+            on = (state.step >= opts.scale_warmup).astype(x.dtype)
+            grads = nnx.State({k: (jax.tree_util.tree_map(lambda g: g * on, v) if k == "scale" else v)
+                               for k, v in grads.items()})
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         m = nnx.merge(graphdef, params, state.rest)
@@ -248,6 +253,7 @@ def train(
     jump_threshold: float = 0.05,
     bandwidth: float = 0.05,
     scale_init: float | None = None,
+    scale_warmup: int = 0,
     normalize: bool = True,
     dtype=jnp.float32,
     log_every: int = 10,
@@ -266,6 +272,8 @@ def train(
       strictly decreasing `targets`; BA: `target` (default sqrt(htf * ltf), the geometric middle
       of GBA's range). gamma_minus/plus, eps, update_every: the bias rule. l1 / l0: penalties of
       relu_l1 / jumprelu. aux_coef, aux_k (default d // 2), dead_steps: AuxK and the dead flag.
+      scale_warmup: the output scale a (GBA/BA) is frozen at `scale_init` for this many steps,
+      so every latent learns from the whole input (the theory's decoupled a -> 0 phase).
     Returns: (model, history) with history[name] (steps // log_every,) for name in HISTORY_KEYS
       (loss, mse and fvu per batch in normalised units; l0 mean active latents per sample; dead
       = fraction of latents silent for more than dead_steps steps).
@@ -309,7 +317,9 @@ def train(
     aux_k = min(aux_k, width)
     if scale_init is None:  # small a for GBA/BA: the theory's a -> 0 decoupling (see docs/sae.md)
         scale_init = 0.01 if method in ("gba", "ba") else 1.0
-    opts = Options(method, k, float(l1), float(l0), float(aux_coef), aux_k, int(dead_steps), float(threshold_rate))
+    scale_warmup = val.check_int(scale_warmup, "scale_warmup", minimum=0)
+    opts = Options(method, k, float(l1), float(l0), float(aux_coef), aux_k, int(dead_steps), float(threshold_rate),
+                   scale_warmup=scale_warmup)
 
     model = build(method, d, width, key, k=k, tied=tied, output_scale=output_scale, gate=gate,
                   jump_threshold=jump_threshold, bandwidth=bandwidth, scale_init=scale_init, dtype=dtype)
@@ -328,7 +338,8 @@ def train(
     start = 0
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     meta = dict(method=method, width=width, steps=steps, d=d, batch_size=batch_size, log_every=log_every,
-                opts=opts._asdict(), lr=lr, dtype=str(jnp.dtype(dtype)))
+                opts={k_: v for k_, v in opts._asdict().items() if not (k_ == "scale_warmup" and v == 0)},
+                lr=lr, dtype=str(jnp.dtype(dtype)))  # (scale_warmup 0 omitted: older checkpoints still resume)
     if ckpt is not None and resume and (ckpt / "state.npz").exists():
         saved_meta = records.read_json(ckpt / "meta.json")
         if saved_meta != json.loads(json.dumps(records.to_builtin(meta))):

@@ -79,6 +79,7 @@ def test_resume_is_bit_identical(small, tmp_path, method):
         (dict(targets=[0.1, 0.3]), "targets"),
         (dict(method="ba", target=1.0), "target"),
         (dict(method="nope"), "method"),
+        (dict(scale_warmup=-1), "scale_warmup"),
         (dict(method="topk", k=17), "k"),
     ],
 )
@@ -101,3 +102,24 @@ def test_bad_batches_raise(small):
         sae.train(wrong_d, width=16, steps=3, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="batches: ran out"):
         sae.train([good, good], width=16, steps=3, key=jax.random.PRNGKey(0))
+
+
+def test_scale_warmup_freezes_output_scale_then_releases(small):
+    """scale_warmup = 3: a keeps its initial value through steps 1-3 (W moves), moves at step 4."""
+    import optax
+    from flax import nnx
+
+    from jsparse.sae.train import Options, build, init_state, make_step
+
+    model = build("gba", 32, 16, jax.random.PRNGKey(4), scale_init=0.01)
+    cfg = sae.gba.make_config(16, groups=2, update_every=2)
+    opt = optax.adam(1e-2)
+    state = init_state(model, opt, cfg, small.batch(0), True)
+    step = make_step(nnx.graphdef(model), Options("gba", None, 0.0, 0.0, 0.0, 16, 200, 0.01, scale_warmup=3), cfg, opt)
+    w0, a0 = np.asarray(state.params["w_enc"][...]), np.asarray(state.params["scale"][...])
+    for i in range(3):
+        state, _ = step(state, small.batch(i + 1))
+        np.testing.assert_array_equal(np.asarray(state.params["scale"][...]), a0)
+    assert not np.allclose(np.asarray(state.params["w_enc"][...]), w0)
+    state, _ = step(state, small.batch(4))
+    assert np.all(np.asarray(state.params["scale"][...]) != a0)
