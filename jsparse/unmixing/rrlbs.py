@@ -17,24 +17,29 @@ from jsparse.core.validation import check_array, check_choice, check_int, check_
 from jsparse.unmixing._common import UnmixingResult, check_image, check_num_endmembers, mm, sparsity_lambda
 from jsparse.unmixing.fcls import fcls_solve
 from jsparse.unmixing.mu import GUIDANCES, LOSSES, MUArgs, MUConfig, mu_init, mu_step
+from jsparse.unmixing.robust import whitening_scales
 from jsparse.unmixing.vca import vca_indices
 
 __all__ = ["rrlbs", "solve_mu", "mu_method"]
 
-INITS = ("vca", "random")
+INITS = ("vca", "vca_whitened", "random")
 
 
 def _initial_point(Y, R, key, init, fcls_iters, init_floor):
     """(M0, A0): VCA pixels + FCLS abundances, or random pixels + uniform abundances.
 
+    "vca_whitened" runs VCA and FCLS on the noise-whitened rows s_l * y^l (`robust.whitening_scales`),
+    so that corrupted bands do not choose the pixels; M0 is still made of the raw pixels.
+
     A0 is pulled towards the barycentre by `init_floor` (A0 + f) / (1 + R f): multiplicative
     updates cannot move an entry away from exactly zero, and this keeps the sum-to-one.
     """
     N = Y.shape[1]
-    if init == "vca":
-        idx = vca_indices(Y, R, key)
+    if init in ("vca", "vca_whitened"):
+        Yw = whitening_scales(Y)[:, None] * Y if init == "vca_whitened" else Y
+        idx = vca_indices(Yw, R, key)
         M0 = Y[:, idx]
-        A0, _ = fcls_solve(Y, M0, max_iters=fcls_iters, tol=0.0)
+        A0, _ = fcls_solve(Yw, Yw[:, idx], max_iters=fcls_iters, tol=0.0)
     else:
         idx = jax.random.choice(key, N, (R,), replace=False)
         M0 = Y[:, idx]
@@ -142,7 +147,9 @@ def rrlbs(Y, num_endmembers: int, *, p: float = 0.5, lam=None, gamma=None, delta
         q_n = 1 - (1 - p) h_n with h_n the re-estimated purity; not guaranteed monotone).
       loss: "l21" (channel-robust, the default) or "fro" (ablation: Frobenius loss + learned map).
       key: PRNG key for the initialisation (required unless init_endmembers is given).
-      init: "vca" (VCA pixels + FCLS abundances) or "random" (random pixels + uniform abundances).
+      init: "vca" (VCA pixels + FCLS abundances), "vca_whitened" (the same on noise-whitened bands,
+        robust to outlier channels; `jsparse.unmixing.robust`) or "random" (random pixels + uniform
+        abundances).
       init_endmembers, init_abundances: explicit (L, R) / (R, N) starting point (overrides init).
       init_floor: A0 <- (A0 + f) / (1 + R f) so that no abundance starts at exactly zero.
       max_iters, tol: budget and relative-objective-change stopping rule.

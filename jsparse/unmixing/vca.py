@@ -25,6 +25,7 @@ from jsparse.core import linalg
 from jsparse.core.validation import check_int, check_positive
 from jsparse.unmixing._common import UnmixingResult, check_image, check_num_endmembers, mm
 from jsparse.unmixing.fcls import fcls_solve
+from jsparse.unmixing.robust import whitening_scales
 
 __all__ = ["vca", "vca_indices"]
 
@@ -96,7 +97,7 @@ def vca_indices(Y: jax.Array, num_endmembers: int, key: jax.Array, snr_db=None) 
 
 
 def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol: float = 1e-7,
-        clip_negative: bool = False) -> UnmixingResult:
+        whiten: bool = False, clip_negative: bool = False) -> UnmixingResult:
     """VCA endmembers followed by FCLS abundances ("VCA-FCLS").
 
     Args:
@@ -105,6 +106,9 @@ def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol:
       key: PRNG key for VCA's random directions (results vary with it: report mean +/- std).
       snr_db: known SNR in dB, or None to estimate it as VCA does.
       fcls_iters, tol: budget and tolerance of the FCLS solve.
+      whiten: run VCA and FCLS on noise-whitened bands (`robust.whitening_scales`: each band
+        scaled by median noise / its HySime noise estimate), so that corrupted bands neither pick
+        the vertices nor drive the abundances. The endmembers are still the raw pixels.
       clip_negative: clip negative reflectances to 0 instead of raising.
 
     Returns:
@@ -117,8 +121,11 @@ def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol:
     check_positive(tol, "tol", allow_zero=True)
     if snr_db is not None and not np.isfinite(np.asarray(snr_db)).all():
         raise ValueError(f"snr_db: expected a finite number of dB or None, got {snr_db!r}")
-    idx = vca_indices(Y, R, key, snr_db)
+    if not isinstance(whiten, (bool, np.bool_)):
+        raise ValueError(f"whiten: expected a bool, got {whiten!r}")
+    Yw = whitening_scales(Y)[:, None] * Y if whiten else Y
+    idx = vca_indices(Yw, R, key, snr_db)
     M = Y[:, idx]
-    A, info = fcls_solve(Y, M, max_iters=fcls_iters, tol=tol)
+    A, info = fcls_solve(Yw, Yw[:, idx], max_iters=fcls_iters, tol=tol)
     return UnmixingResult(M, A, jnp.zeros((Y.shape[1],), Y.dtype), info.trace, info.iterations, info.converged)
 
