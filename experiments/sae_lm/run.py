@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.sae_lm.calibrate import gba_targets, match_l0
+
 NAME = "sae_lm"
 METHODS = ("gba", "ba", "topk", "batchtopk", "relu_l1", "jumprelu")
 # penalties chosen per L0 target for the methods without a direct L0 knob (normalised units)
@@ -30,29 +32,44 @@ L0_FOR = {8: 0.05, 16: 0.02, 32: 0.008, 64: 0.003}
 
 
 def settings(quick: bool) -> dict:
+    # GBA/BA targets: width * mean target = factor * L0 (calibrate.gba_targets); `calib_rounds`
+    # pilot rounds of seed 0 tune the factor so the realised L0 matches (calibrate.match_l0)
     if quick:
-        # few steps: a faster bias rule (GBA/BA) so that the biases reach their targets in time
+        # few steps: a faster bias rule (GBA/BA) so that the biases move enough in time
         return dict(train_tokens=20_000, test_tokens=4_000, width=512, steps=150, batch=256, seeds=[0],
                     l0_targets=[16], lr=3e-3, dtype="float32", bias_rule=dict(gamma_minus=0.05, gamma_plus=0.05,
                                                                                   update_every=5),
-                    aux_k=32)  # AuxK's gather/scatter over aux_k = d/2 latents costs ~0.8 s/step on 2 loaded cores
+                    aux_k=32,  # AuxK's gather/scatter over aux_k = d/2 latents costs ~0.8 s/step on 2 loaded cores
+                    decades=2.0, factor0=1.0, calib_rounds=2)
     return dict(train_tokens=2_000_000, test_tokens=100_000, width=3072, steps=4000, batch=4096, seeds=[0, 1, 2],
                 l0_targets=[16, 32, 64], lr=1e-3, dtype="float16", bias_rule=dict(gamma_minus=0.02, gamma_plus=0.02,
-                                                                                    update_every=10), aux_k=None)
+                                                                                    update_every=10), aux_k=None,
+                decades=2.0, factor0=1.0, calib_rounds=3)
 
 
-def method_kwargs(method: str, l0: int, width: int, bias_rule: dict | None = None, aux_k: int | None = None) -> dict:
+def method_kwargs(method: str, l0: int, width: int, bias_rule: dict | None = None, aux_k: int | None = None,
+                  *, factor: float = 1.0, decades: float = 2.0) -> dict:
+    """Training options of `method` at L0 target l0. GBA: 10 geometric group targets over `decades`
+    decades with width * mean = factor * l0; BA: one target factor * l0 / width."""
     rule = dict(bias_rule or {})
     if method in ("topk", "batchtopk"):
         return dict(k=l0) if aux_k is None else dict(k=l0, aux_k=aux_k)
     if method == "ba":
-        return dict(target=l0 / width, **rule)
+        return dict(target=factor * l0 / width, **rule)
     if method == "gba":
-        shape = np.geomspace(1.0, 0.01, 10)
-        return dict(targets=(shape * (l0 / width) / shape.mean()).tolist(), **rule)
+        return dict(targets=gba_targets(l0, width, groups=10, decades=decades, factor=factor), **rule)
     if method == "relu_l1":
         return dict(l1=L1_FOR.get(l0, 0.06))
     return dict(l0=L0_FOR.get(l0, 0.008))
+
+
+def max_factor(method: str, l0: int, width: int, decades: float) -> float | None:
+    """The largest target factor whose highest target stays below 1 (None: no targets)."""
+    if method == "ba":
+        return 0.99 * width / l0
+    if method == "gba":
+        return 0.99 / gba_targets(l0, width, groups=10, decades=decades)[0]
+    return None
 
 
 def _skip(out_dir: Path, why: str) -> str:
@@ -122,6 +139,14 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
     for k in ("width", "steps", "batch", "train_tokens", "test_tokens", "aux_k"):
         if options.get(k) is not None:
             cfg[k] = int(options[k])
+    for k, conv in (("calib_rounds", int), ("factor0", float), ("decades", float), ("lr", float)):
+        if options.get(k) is not None:
+            cfg[k] = conv(options[k])
+    cfg["bias_rule"] = dict(cfg["bias_rule"])
+    if options.get("gamma") is not None:
+        cfg["bias_rule"].update(gamma_minus=float(options["gamma"]), gamma_plus=float(options["gamma"]))
+    if options.get("update_every") is not None:
+        cfg["bias_rule"]["update_every"] = int(options["update_every"])
     if options.get("l0_targets") is not None:
         cfg["l0_targets"] = [int(v) for v in options["l0_targets"]]
     methods = tuple(options.get("methods") or METHODS)
@@ -135,33 +160,50 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
                                    split=split, dtype=cfg["dtype"], chunk_chars=chunk_chars)
     harvest_s = time.perf_counter() - t0
 
-    results = []
+    from jsparse.sae.saelens import export_saelens
+
+    calib_rows = min(8192, stores["train"].num_tokens)
+
+    def one_run(method: str, l0: int, seed: int, factor: float = 1.0) -> dict:
+        """Train (cached in runs/<name>/result.json, checkpointed), export, evaluate on the test
+        split; also the L0 on the first train rows (what the GBA/BA calibration reads)."""
+        tag = f"_f{factor:.4g}" if method in ("gba", "ba") else ""
+        name = f"{method}_L{l0}_s{seed}{tag}"
+        run_dir = out_dir / "runs" / name
+        cached = run_dir / "result.json"
+        if resume and cached.exists():  # written last, after the SAELens export
+            return read_json(cached)
+        t = time.perf_counter()
+        model, hist = train_on_store(stores["train"], run_dir, method=method, width=cfg["width"], steps=cfg["steps"],
+                                     batch_size=cfg["batch"], seed=seed, data_seed=seed, lr=cfg["lr"], resume=resume,
+                                     show_progress=False, **method_kwargs(method, l0, cfg["width"], cfg["bias_rule"],
+                                                                          cfg["aux_k"], factor=factor,
+                                                                          decades=cfg["decades"]))
+        train_s = time.perf_counter() - t
+        ev = metrics.evaluate(model, (b.astype(np.float32) for b in stores["test"].batches(
+            4096, shuffle=False, drop_last=False)))
+        ev_train = metrics.evaluate(model, [stores["train"].rows(np.arange(calib_rows)).astype(np.float32)])
+        r = dict(method=method, l0_target=l0, seed=seed, factor=factor, run=name, fvu=ev["fvu"], l0=ev["l0"],
+                 dead_fraction=ev["dead_fraction"], train_l0=ev_train["l0"], train_fvu=float(hist["fvu"][-1]),
+                 l0_history=hist["l0"].tolist(), train_s=train_s, finite=bool(hist["finite"]))
+        export_saelens(model, run_dir / "saelens", model_name="sentence-transformers/all-MiniLM-L6-v2",
+                       hook_name=f"encoder.layer.{layer - 1}.output", metadata=dict(method=method))
+        write_json(cached, r)
+        return r
+
+    results, calibration = [], []
     for l0 in cfg["l0_targets"]:
         for method in methods:
+            factor = 1.0
+            if method in ("gba", "ba") and cfg["calib_rounds"] > 0:
+                # pilot rounds = seed-0 runs at trial factors (cached); the best one is seed 0's result
+                cal = match_l0(lambda f: one_run(method, l0, cfg["seeds"][0], f)["train_l0"], l0,
+                               factor=cfg["factor0"], rounds=cfg["calib_rounds"],
+                               max_factor=max_factor(method, l0, cfg["width"], cfg["decades"]))
+                factor = cal["factor"]
+                calibration.append(dict(method=method, l0_target=l0, **cal))
             for seed in cfg["seeds"]:
-                name = f"{method}_L{l0}_s{seed}"
-                run_dir = out_dir / "runs" / name
-                cached = run_dir / "result.json"
-                if resume and cached.exists():  # written last, after the SAELens export
-                    results.append(read_json(cached))
-                    continue
-                t = time.perf_counter()
-                model, hist = train_on_store(stores["train"], run_dir, method=method, width=cfg["width"],
-                                             steps=cfg["steps"], batch_size=cfg["batch"], seed=seed,
-                                             data_seed=seed, lr=cfg["lr"], resume=resume, show_progress=False,
-                                             **method_kwargs(method, l0, cfg["width"], cfg["bias_rule"], cfg["aux_k"]))
-                train_s = time.perf_counter() - t
-                ev = metrics.evaluate(model, (b.astype(np.float32) for b in stores["test"].batches(
-                    4096, shuffle=False, drop_last=False)))
-                r = dict(method=method, l0_target=l0, seed=seed, fvu=ev["fvu"], l0=ev["l0"],
-                         dead_fraction=ev["dead_fraction"], train_fvu=float(hist["fvu"][-1]),
-                         train_s=train_s, finite=bool(hist["finite"]))
-                from jsparse.sae.saelens import export_saelens
-
-                export_saelens(model, run_dir / "saelens", model_name="sentence-transformers/all-MiniLM-L6-v2",
-                               hook_name=f"encoder.layer.{layer - 1}.output", metadata=dict(method=method))
-                write_json(cached, r)
-                results.append(r)
+                results.append(one_run(method, l0, seed, factor))
 
     # cross-seed consistency from the exported decoders (reloaded when cached)
     from jsparse.sae.saelens import read_saelens
@@ -172,7 +214,8 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
             for method in methods:
                 decs = []
                 for seed in cfg["seeds"][:2]:
-                    _, W = read_saelens(out_dir / "runs" / f"{method}_L{l0}_s{seed}" / "saelens")
+                    run = _find(results, method, l0, seed)["run"]
+                    _, W = read_saelens(out_dir / "runs" / run / "saelens")
                     decs.append(W["W_dec"])
                 _, frac = metrics.max_cosine_consistency(decs[0], decs[1], threshold=0.9)
                 consistency.append(dict(method=method, l0_target=l0, frac_mcs_gt_0_9=frac))
@@ -182,7 +225,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
         from jsparse.sae.saelens import load_saelens
 
         l0 = cfg["l0_targets"][0]
-        gm = load_saelens(out_dir / "runs" / f"gba_L{l0}_s{cfg['seeds'][0]}" / "saelens")
+        gm = load_saelens(out_dir / "runs" / _find(results, "gba", l0, cfg["seeds"][0])["run"] / "saelens")
         ev = metrics.evaluate(gm, (b.astype(np.float32) for b in stores["test"].batches(4096, shuffle=False,
                                                                                          drop_last=False)))
         freq = ev["frequencies"]
@@ -192,7 +235,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
         contexts = _contexts(stores["test"], gm, tok, "test", chunk_chars, pick)
 
     res = dict(settings=cfg, layer=layer, methods=methods, harvest_s=harvest_s, results=results,
-               consistency=consistency, contexts=contexts, environment=environment(),
+               calibration=calibration, consistency=consistency, contexts=contexts, environment=environment(),
                store=dict(train=stores["train"].num_tokens, test=stores["test"].num_tokens,
                           norm_scale=stores["train"].norm_scale))
     write_json(out_dir / "results.json", res)
@@ -200,6 +243,10 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
     text = _summary(res, quick)
     (out_dir / "summary.md").write_text(text)
     return text
+
+
+def _find(results, method, l0, seed) -> dict:
+    return next(r for r in results if (r["method"], r["l0_target"], r["seed"]) == (method, l0, seed))
 
 
 def _agg(results):
@@ -253,6 +300,13 @@ def _summary(res, quick: bool) -> str:
             verdict = ("met" if ok else "not met") if matched else "not decidable: L0 not matched within 25 %"
             lines.append(f"- L0 target {l0}: GBA/TopK FVU ratio {g['fvu'] / t['fvu']:.3f} (L0 {g['l0']:.1f} vs "
                          f"{t['l0']:.1f}), dead {g['dead_fraction']:.3f} vs {t['dead_fraction']:.3f}: {verdict}")
+    if res.get("calibration"):
+        lines += ["", "GBA/BA target calibration (seed-0 pilot runs; targets scaled so width x mean target = factor x "
+                  "L0; L0 measured on the first train tokens):", ""]
+        for c in res["calibration"]:
+            rounds = ", ".join(f"{f:.3g} -> {v:.1f}" for f, v in c["rounds"])
+            lines.append(f"- {c['method']} L0 {c['l0_target']}: factor -> train L0: {rounds}; used factor "
+                         f"{c['factor']:.3g} ({'matched' if c['matched'] else 'not matched'} within 15 %)")
     if res["consistency"]:
         lines += ["", "| method | L0 target | cross-seed: fraction of latents with MCS > 0.9 |", "|---|---|---|"]
         lines += [f"| {c['method']} | {c['l0_target']} | {c['frac_mcs_gt_0_9']:.3f} |" for c in res["consistency"]]
@@ -277,6 +331,12 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--aux-k", type=int, default=None, help="topk/batchtopk AuxK latents (default d/2 in --full)")
     p.add_argument("--l0-targets", default=None, help="comma-separated L0 targets")
+    p.add_argument("--calib-rounds", type=int, default=None, help="GBA/BA L0 calibration rounds (0: off)")
+    p.add_argument("--factor0", type=float, default=None, help="first GBA/BA target factor")
+    p.add_argument("--decades", type=float, default=None, help="GBA target range (highest/lowest = 10**decades)")
+    p.add_argument("--gamma", type=float, default=None, help="GBA/BA bias-rule step (gamma_minus = gamma_plus)")
+    p.add_argument("--update-every", type=int, default=None, help="GBA/BA bias-rule period (steps)")
+    p.add_argument("--lr", type=float, default=None)
     a = p.parse_args(argv)
     out = Path(a.out or f"results/{NAME}{'' if a.full else '_quick'}")
     out.mkdir(parents=True, exist_ok=True)
@@ -284,7 +344,8 @@ def main(argv=None):
               methods=a.methods.split(",") if a.methods else None,
               seeds=[int(s) for s in a.seeds.split(",")] if a.seeds else None, steps=a.steps, width=a.width,
               train_tokens=a.train_tokens, test_tokens=a.test_tokens, batch=a.batch, aux_k=a.aux_k,
-              l0_targets=a.l0_targets.split(",") if a.l0_targets else None))
+              l0_targets=a.l0_targets.split(",") if a.l0_targets else None, calib_rounds=a.calib_rounds,
+              factor0=a.factor0, decades=a.decades, gamma=a.gamma, update_every=a.update_every, lr=a.lr))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,12 @@ def harvest_lm(out, *, model: str = "minilm", layer: int = 3, tokens: int = 100_
     from .store import harvest
 
     folder = _resolve_model(model)
+    meta = dict(corpus=corpus.describe(split), batch_texts=batch_texts, max_length=max_length,
+                chunk_chars=chunk_chars, keep_special=keep_special, checkpoint=str(folder))
+    model_name = str(folder.name if model != "minilm" else "sentence-transformers/all-MiniLM-L6-v2")
+    done = _finished_store(out, model=model_name, layer=layer, dtype=dtype, meta=meta, tokens=tokens)
+    if done is not None:  # nothing to harvest: skip loading and compiling the model
+        return done
     net = bert.load_bert(folder)
     tok = bert.load_tokenizer(folder, max_length=max_length)
     if not 0 <= layer <= net.config.num_hidden_layers:
@@ -79,11 +85,28 @@ def harvest_lm(out, *, model: str = "minilm", layer: int = 3, tokens: int = 100_
         rows = np.stack([b * batch_texts + doc, pos, ids[doc, pos]], 1).astype(np.int32)
         return h[doc, pos], rows
 
-    meta = dict(corpus=corpus.describe(split), batch_texts=batch_texts, max_length=max_length,
-                chunk_chars=chunk_chars, keep_special=keep_special, checkpoint=str(folder))
     return harvest(out, items(), fn, d=net.config.hidden_size, max_rows=tokens, dtype=dtype, shard_rows=shard_rows,
-                   model=str(folder.name if model != "minilm" else "sentence-transformers/all-MiniLM-L6-v2"),
-                   layer=layer, meta=meta, with_ids=True, progress_desc=f"harvest L{layer}", show_progress=show_progress)
+                   model=model_name, layer=layer, meta=meta, with_ids=True, progress_desc=f"harvest L{layer}", show_progress=show_progress)
+
+
+def _finished_store(out, *, model, layer, dtype, meta, tokens):
+    """The store at `out` if it is complete and was harvested with these settings, else None
+    (then `harvest` reopens it and checks every setting itself)."""
+    from jsparse.core.records import read_json, to_builtin
+
+    from .store import MANIFEST, ActivationStore
+
+    mpath = Path(out) / MANIFEST
+    if not mpath.exists():
+        return None
+    try:
+        m = read_json(mpath)
+    except Exception:
+        return None
+    want = dict(model=model, layer=layer, dtype=dtype, meta=to_builtin(meta))
+    if not m.get("complete") or any(m.get(k) != v for k, v in want.items()) or m.get("num_tokens", -1) > tokens:
+        return None
+    return ActivationStore(out)
 
 
 def harvest_main(argv: list[str] | None = None) -> int:

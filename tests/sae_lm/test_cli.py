@@ -14,7 +14,7 @@ from jsparse.sae.lm import bert, corpus  # noqa: E402
 from jsparse.sae.store import ActivationStore  # noqa: E402
 
 
-def test_harvest_then_train(tiny_bert, tmp_path, capsys):
+def test_harvest_then_train(tiny_bert, tmp_path, capsys, monkeypatch):
     folder, cfg, _ = tiny_bert
     args = ["--model", str(folder), "--layer", "1", "--tokens", "700", "--out", str(tmp_path / "st"),
             "--batch-texts", "4", "--max-length", "24", "--chunk-chars", "120", "--shard-rows", "256"]
@@ -31,8 +31,16 @@ def test_harvest_then_train(tiny_bert, tmp_path, capsys):
     h = np.asarray(bert.layer_activations(net, jnp.asarray(t_ids), jnp.asarray(mask), layer=1))
     first = ids[:5]
     np.testing.assert_allclose(s.rows(np.arange(5)), h[first[:, 0], first[:, 1]], rtol=1e-5, atol=1e-6)
-    assert cli.harvest_main(args) == 0  # complete store: a re-run changes nothing
+    def no_model(*a, **k):
+        raise AssertionError("a finished store must not load the model")
+
+    monkeypatch.setattr(bert, "load_bert", no_model)
+    assert cli.harvest_main(args) == 0  # complete store: a re-run changes nothing, loads nothing
     assert ActivationStore(tmp_path / "st").manifest == s.manifest
+    monkeypatch.undo()
+    # other settings on the same folder are not mistaken for the finished store: the writer refuses
+    assert cli.harvest_main([*args[:3], "2", *args[4:]]) == 2
+    assert "settings differ" in capsys.readouterr().err
 
     ev = ["--model", str(folder), "--layer", "1", "--tokens", "300", "--split", "test", "--out", str(tmp_path / "ev"),
           "--batch-texts", "4", "--max-length", "24", "--chunk-chars", "120"]
