@@ -335,7 +335,7 @@ class ActivationStore:
     def batches(self, batch_size: int, *, seed: int = 0, epochs: int | None = 1, start_batch: int = 0,
                 buffer_rows: int = 1 << 18, block_rows: int = 4096, drop_last: bool = True,
                 outlier_factor: float | None = None, shuffle: bool = True,
-                threads: int = 2) -> Iterator[np.ndarray]:
+                threads: int = 2, dtype=None, scale: float | None = None) -> Iterator[np.ndarray]:
         """Shuffled (batch_size, d) host batches in the store dtype, every row once per epoch.
 
         Each epoch draws a permutation of contiguous `block_rows` blocks over all shards; blocks are
@@ -348,19 +348,27 @@ class ActivationStore:
         threads: worker threads for the two memory-bound passes (the block copies of a fill and
         the per-batch row gathers; NumPy releases the GIL in both), up to `threads + 1` batches
         gathered ahead of the consumer; 1 = all in the calling thread. Same batches either way.
+        dtype, scale: yield `batch.astype(dtype) * scale` (computed in the worker threads; e.g.
+        float32 at unit mean squared norm for training); default: the store dtype, unscaled.
         """
         if batch_size < 1 or buffer_rows < 1 or block_rows < 1 or threads < 1:
             raise ValueError("batch_size, buffer_rows, block_rows and threads must be >= 1")
         pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
         try:
+            post = None
+            if dtype is not None or scale is not None:
+                out_dtype = np.dtype(self.dtype if dtype is None else dtype)
+                c = np.asarray(1.0 if scale is None else scale, out_dtype)
+                post = lambda x: np.multiply(x, c, dtype=out_dtype)  # noqa: E731  (one pass: cast and scale)
             yield from self._batches(pool, threads, batch_size, seed, epochs, start_batch, buffer_rows, block_rows,
-                                     drop_last, outlier_factor, shuffle)
+                                     drop_last, outlier_factor, shuffle, post)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
     def _batches(self, pool, threads, batch_size, seed, epochs, start_batch, buffer_rows, block_rows, drop_last,
-                 outlier_factor, shuffle):
+                 outlier_factor, shuffle, post=None):
+        post = post or (lambda x: x)
         blocks = self._blocks(block_rows)
         per_fill = max(1, buffer_rows // block_rows)
         limit = None if outlier_factor is None else float(outlier_factor) * float(self.mean_sq_norm or 0.0)
@@ -397,14 +405,14 @@ class ActivationStore:
                     perm = perm[sq[perm] <= limit]
                 n_full = perm.shape[0] // batch_size
                 first = min(max(start_batch - emitted, 0), n_full)
-                gather = lambda j, data=data, perm=perm: np.take(data, perm[j * batch_size:(j + 1) * batch_size],
-                                                                 axis=0)
+                gather = lambda j, data=data, perm=perm: post(np.take(data, perm[j * batch_size:(j + 1) * batch_size],
+                                                                      axis=0))
                 yield from _ordered(pool, gather, range(first, n_full), ahead=threads + 1)
                 emitted += n_full
                 carry = np.take(data, perm[n_full * batch_size:], axis=0)
             if not drop_last and carry.shape[0] > 0:
                 if emitted >= start_batch:
-                    yield carry
+                    yield post(carry)
                 emitted += 1
             epoch += 1
 
@@ -432,12 +440,11 @@ class StoreStream:
 
     def batch(self, i: int) -> np.ndarray:
         if self._it is None or i != self._next:
-            self._it = self.store.batches(self.batch_size, seed=self.seed, epochs=None, start_batch=i, **self.kw)
+            scale = self.store.norm_scale if self.normalize else None
+            self._it = self.store.batches(self.batch_size, seed=self.seed, epochs=None, start_batch=i,
+                                          dtype=np.float32, scale=scale, **self.kw)
         self._next = i + 1
-        x = next(self._it)
-        if self.normalize:  # one pass: cast and scale together
-            return np.multiply(x, np.float32(self.store.norm_scale), dtype=np.float32)
-        return x.astype(np.float32, copy=False)
+        return next(self._it)
 
 
 def device_batches(batches: Iterable[np.ndarray], *, scale: float = 1.0, dtype=None, size: int = 2,

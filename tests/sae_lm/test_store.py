@@ -103,6 +103,8 @@ def test_start_batch_skips_exactly(tmp_path):
     for threads in (1, 3):  # worker threads change who copies and gathers, never the batches
         same = list(s.batches(7, start_batch=3, threads=threads, **kw))
         assert len(same) == len(full) - 3 and all(np.array_equal(a, b) for a, b in zip(same, full[3:]))
+    scaled = list(s.batches(7, dtype=np.float64, scale=0.5, **kw))
+    assert scaled[0].dtype == np.float64 and all(np.array_equal(a, b * 0.5) for a, b in zip(scaled, full))
     stream = s.stream(7, seed=5, buffer_rows=30, block_rows=6, normalize=True)
     np.testing.assert_allclose(stream.batch(4), full[4] * np.float32(s.norm_scale))
     np.testing.assert_allclose(stream.batch(2), full[2] * np.float32(s.norm_scale))  # restart
