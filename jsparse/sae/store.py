@@ -450,7 +450,9 @@ class StoreStream:
 def device_batches(batches: Iterable[np.ndarray], *, scale: float = 1.0, dtype=None, size: int = 2,
                    device=None) -> Iterator:
     """Move host batches to the device in a background thread, `size` batches ahead of the
-    consumer, converting to `dtype` (default float32) and multiplying by `scale` on the device."""
+    consumer, converting to `dtype` (default float32) and multiplying by `scale` on the device.
+    Cheapest on CPU: `device_batches(store.batches(B, dtype=np.float32, scale=c))` (the cast and
+    scale then run in the reader's worker threads and this thread only transfers)."""
     import jax
     import jax.numpy as jnp
 
@@ -463,7 +465,10 @@ def device_batches(batches: Iterable[np.ndarray], *, scale: float = 1.0, dtype=N
     def work():
         try:
             for b in batches:
-                x = jax.block_until_ready(conv(jax.device_put(b, device), c))
+                x = jax.device_put(b, device)
+                if scale != 1.0 or x.dtype != np.dtype(dtype):  # (already cast and scaled, e.g. batches(dtype=, scale=): no pass)
+                    x = conv(x, c)
+                x = jax.block_until_ready(x)
                 while not stop.is_set():
                     try:
                         q.put(x, timeout=0.1)

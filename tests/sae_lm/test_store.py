@@ -129,6 +129,9 @@ def test_device_batches_normalise_and_order(tmp_path):
     assert len(dev) == len(host) and dev[0].dtype == jnp.float32
     for h, d in zip(host, dev):
         np.testing.assert_allclose(np.asarray(d), h * np.float32(s.norm_scale), rtol=1e-6)
+    # cast and scaled by the reader's threads, only transferred here: the same batches
+    pre = list(st.device_batches(s.batches(6, seed=1, dtype=np.float32, scale=s.norm_scale)))
+    assert len(pre) == len(host) and all(np.allclose(np.asarray(p), np.asarray(d), rtol=1e-6) for p, d in zip(pre, dev))
 
 
 def test_truncated_shard_names_file(tmp_path):
