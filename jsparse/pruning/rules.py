@@ -14,10 +14,10 @@ Counting and ties follow the reference code:
 Scopes: "global" (one threshold over all pruned leaves, raw magnitudes), "layer" (per leaf),
 "neuron" (per output unit = last axis of a Flax kernel).
 
-The k-th smallest of float32 magnitudes is found exactly by a two-pass radix histogram of the
-IEEE bit patterns (non-negative floats sort like their int32 bits), which avoids a full sort of
-millions of weights; per neuron (row) it is found by bisection on the bit patterns; other
-dtypes sort.
+The k-th smallest of float32 magnitudes is found exactly by a radix select on the IEEE bit
+patterns (`select.py`), which avoids a full sort of millions of weights.  Global SAP on float32
+runs as one fused pass structure over all pruned leaves (`_sap_global_f32`) that reads the
+weights four times (PQ sums, two histogram passes, new masks).
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from jsparse.core import validation
-from jsparse.pruning.pq_index import _from_sums, _masked_abs, _max_scale, _sums, check_pq, default_filter
+from jsparse.pruning.pq_index import _from_sums, _masked_abs, _max_scale, _pow, _sums, check_pq, default_filter
+from jsparse.pruning.select import kth_smallest, kth_smallest_rows
 
 __all__ = ["SAP", "Magnitude", "magnitude", "PruneInfo", "init_masks", "apply_masks", "remaining", "kth_smallest",
            "kth_smallest_rows"]
@@ -65,50 +66,6 @@ def remaining(masks: Any, params: Any, filter: Callable = default_filter) -> tup
     kept = sum(jnp.sum(m) for m in ms)
     total = sum(m.size for m in ms)
     return kept / max(total, 1), [jnp.mean(m) for m in ms]
-
-
-def kth_smallest(values: list[jax.Array], c: jax.Array) -> jax.Array:
-    """The c-th smallest (0-based) entry over a list of non-negative arrays (+inf allowed).
-
-    c is clipped to [0, total-1].  float32: exact two-pass radix histogram on the bit pattern
-    (16 high bits, then the 15 low bits inside the chosen bucket).  Other dtypes: sort.
-    """
-    total = sum(v.size for v in values)
-    c = jnp.clip(jnp.asarray(c, jnp.int32), 0, total - 1)
-    if values[0].dtype != jnp.float32:
-        return jnp.sort(jnp.concatenate([v.ravel() for v in values]))[c]
-    bits = [jax.lax.bitcast_convert_type(v.ravel(), jnp.int32) for v in values]
-    hist1 = sum(jnp.bincount(b >> 15, length=1 << 16) for b in bits)
-    cum1 = jnp.cumsum(hist1)
-    k = jnp.minimum(jnp.sum(cum1 <= c), (1 << 16) - 1).astype(jnp.int32)
-    before = jnp.where(k > 0, cum1[jnp.maximum(k - 1, 0)], 0)
-    hist2 = sum(jnp.bincount(jnp.where((b >> 15) == k, b & 0x7FFF, 1 << 15), length=(1 << 15) + 1) for b in bits)
-    j = jnp.minimum(jnp.sum(jnp.cumsum(hist2[: 1 << 15]) <= c - before), (1 << 15) - 1).astype(jnp.int32)
-    return jax.lax.bitcast_convert_type((k << 15) | j, jnp.float32)
-
-
-def kth_smallest_rows(a: jax.Array, c: jax.Array) -> jax.Array:
-    """Per row of a (rows, n) non-negative array (+inf allowed): the c[i]-th smallest (0-based).
-
-    float32: exact bisection on the int32 bit patterns (31 counting passes, no sort): the answer
-    is the largest pattern v with #{a_i < v} <= c.  Other dtypes: sort.
-    """
-    n = a.shape[1]
-    c = jnp.clip(jnp.asarray(c, jnp.int32), 0, n - 1)
-    if a.dtype != jnp.float32:
-        return jnp.take_along_axis(jnp.sort(a, axis=1), c[:, None], axis=1)[:, 0]
-    bits = jax.lax.bitcast_convert_type(a, jnp.int32)
-
-    def body(_, lohi):
-        lo, hi = lohi
-        mid = lo + (hi - lo) // 2
-        ok = jnp.sum(bits < mid[:, None], axis=1, dtype=jnp.int32) <= c
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    lo = jnp.zeros(a.shape[0], jnp.int32)
-    hi = jnp.full(a.shape[0], 0x7F800001, jnp.int32)  # above +inf: every entry counts
-    lo, _ = jax.lax.fori_loop(0, 31, body, (lo, hi))
-    return jax.lax.bitcast_convert_type(lo, jnp.float32)
 
 
 def _validate(params: Any, masks: Any) -> None:
@@ -160,6 +117,11 @@ def _prune_impl(rule: _Rule, params: Any, masks: Any) -> PruneInfo:
         return PruneInfo(masks, [], [], [], [])
     w = [jnp.asarray(flat[i][1]) for i in sel]
     m = [mleaves[i] for i in sel]
+    if isinstance(rule, SAP) and rule.scope == "global" and all(x.dtype == jnp.float32 for x in w):
+        outs, *info = _sap_global_f32(rule, w, m)
+        for i, k in enumerate(sel):
+            new[k] = outs[i]
+        return PruneInfo(jax.tree_util.tree_unflatten(mdef, new), *info)
     if rule.scope == "neuron":
         w, m = [_rows(x) for x in w], [_rows(x) for x in m]
         groups = [([x], [y], 1) for x, y in zip(w, m)]
@@ -188,6 +150,58 @@ def _prune_impl(rule: _Rule, params: Any, masks: Any) -> PruneInfo:
 
 
 _prune_jit = jax.jit(_prune_impl, static_argnums=0)
+
+
+def _sap_counts(rule, sp, sq, d):
+    """(index, r, c) of SAP from the PQ sums (see SAP): r rounded up, c rounded down."""
+    index = _from_sums(sp, sq, d, rule.p, rule.q)
+    bound = d * (1.0 + rule.eta_r) ** (-rule.q / (rule.q - rule.p)) * (1.0 - index) ** (
+        rule.q * rule.p / (rule.q - rule.p))
+    r = jnp.ceil(bound)
+    # floor(d * clip(gamma (1 - r/d), 0, beta)) written as gamma (d - r): exact when gamma = 1
+    # (in floats, d (1 - r/d) can land just below the integer d - r and lose one).
+    c = jnp.floor(jnp.clip(rule.gamma * (d - r), 0.0, rule.beta * d)).astype(jnp.int32)
+    return index, r.astype(jnp.int32), c
+
+
+def _pq_sums_f32(rule, w_list, m_list, inv):
+    """(max a, sum (a*inv)^p, sum (a*inv)^q, count) over the remaining entries a = |w|: one
+    variadic reduction (one loop) per leaf."""
+    z = jnp.zeros((), jnp.float32)
+    out = [z, z, z, jnp.zeros((), jnp.int32)]
+    for x, y in zip(w_list, m_list):
+        a = jnp.where(y, jnp.abs(x), z).ravel()
+        s = inv * a
+        part = jax.lax.reduce((a, _pow(s, rule.p), _pow(s, rule.q), y.ravel().astype(jnp.int32)), (z, z, z, jnp.int32(0)),
+                              lambda u, v: (jnp.maximum(u[0], v[0]), u[1] + v[1], u[2] + v[2], u[3] + v[3]), (0,))
+        out = [jnp.maximum(out[0], part[0])] + [o + t for o, t in zip(out[1:], part[1:])]
+    return out
+
+
+def _sap_global_f32(rule, w_list, m_list):
+    """Global SAP on float32 leaves in four passes over the weights -> (new masks, index, d, r, c).
+
+    1. max, PQ sums and count of the remaining weights in one loop per leaf.  The sums are taken
+       unscaled; only if they over- or underflow are they recomputed with the exact power-of-two
+       scale 2^-e, 2^e <= max|w| (`lax.cond`: the extra pass runs only then);
+    2. the c-th smallest remaining magnitude (`select.kth_smallest`: two histogram passes);
+    3. new mask = old mask AND |w| >= threshold.
+    """
+    one = jnp.ones((), jnp.float32)
+    top, sp, sq, d = _pq_sums_f32(rule, w_list, m_list, one)
+    bad = ~(jnp.isfinite(sp) & jnp.isfinite(sq)) | (sq < 1e-30)
+
+    def rescaled():
+        e = jnp.maximum(jax.lax.bitcast_convert_type(top, jnp.int32) >> 23, 1)  # biased exponent
+        inv = jax.lax.bitcast_convert_type((254 - e) << 23, jnp.float32)  # 2^(127 - e), exact
+        inv = jnp.where(e >= 254, jnp.float32(2.0 ** -127), inv)  # 2^(127-254) is a denormal
+        return tuple(_pq_sums_f32(rule, w_list, m_list, inv)[1:3])
+
+    sp, sq = jax.lax.cond(bad & (d > 0), rescaled, lambda: (sp, sq))
+    index, r, c = _sap_counts(rule, sp, sq, d.astype(jnp.float32))
+    a_list = [jnp.where(y, jnp.abs(x), jnp.inf) for x, y in zip(w_list, m_list)]  # fused into each pass
+    thr = jnp.where(c >= d, jnp.inf, kth_smallest(a_list, c))  # c >= d: prune all (only when beta = 1)
+    return [y & (jnp.abs(x) >= thr) for x, y in zip(w_list, m_list)], index, d, r, c
 
 
 def _group_sums(rule, w_list, m_list, axis):
@@ -227,14 +241,8 @@ class SAP(_Rule):
     def _count(self, w_list, m_list, axis):
         w_list = [x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(float) for x in w_list]
         sp, sq, d = _group_sums(self, w_list, m_list, axis)
-        index = _from_sums(sp, sq, d, self.p, self.q)
-        bound = d * (1.0 + self.eta_r) ** (-self.q / (self.q - self.p)) * (1.0 - index) ** (
-            self.q * self.p / (self.q - self.p))
-        r = jnp.ceil(bound)
-        # floor(d * clip(gamma (1 - r/d), 0, beta)) written as gamma (d - r): exact when gamma = 1
-        # (in floats, d (1 - r/d) can land just below the integer d - r and lose one).
-        c = jnp.floor(jnp.clip(self.gamma * (d - r), 0.0, self.beta * d)).astype(jnp.int32)
-        return index, d.astype(jnp.int32), r.astype(jnp.int32), c
+        index, r, c = _sap_counts(self, sp, sq, d)
+        return index, d.astype(jnp.int32), r, c
 
     def _threshold(self, a_list, c, d, axis):
         if axis is None:

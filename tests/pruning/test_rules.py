@@ -179,3 +179,49 @@ class TestSAPContract(ContractSuite):
         make_inputs=_inputs,
         bad_inputs=[BadInput(args=lambda: (jnp.ones((3, 3, 2, 4)), jnp.ones((8, 5)), jnp.ones((5, 8)) > 0), match="masks")],
     )
+
+
+def test_sap_count_by_hand_on_remaining_weights_only():
+    """PQI, d, r and c use only the unpruned weights (mask applied), r rounded up, c down.
+
+    Remaining |w| = (16, 1, 0.81, 0.64), d = 4; the pruned entries (100, 0.01) must not count.
+    p=0.5, q=1: M_0.5 = ((4+1+0.9+0.8)/4)^2 = 2.805625, M_1 = 18.45/4 = 4.6125, I = 0.391734,
+      r = ceil(4 * 0.608266) = ceil(2.433) = 3, c = floor(min(4 - 3, 0.9 * 4)) = 1 -> prune 0.64.
+    p=1, q=2: M_2 = sqrt(258.0657/4) = 8.032212, I = 1 - 4.6125/8.032212 = 0.425750,
+      r = ceil(4 * 0.574250^2) = ceil(1.319) = 2, c = 2 -> prune 0.64 and 0.81.
+    """
+    w = {"k": jnp.asarray([[16.0, -1.0, 0.81], [-0.64, 100.0, 0.01]], jnp.float32)}
+    m = {"k": jnp.asarray([[True, True, True], [True, False, False]])}
+    for (p, q), index, r, c, kept in [((0.5, 1.0), 0.391734, 3, 1, [16.0, 1.0, 0.81]),
+                                      ((1.0, 2.0), 0.425750, 2, 2, [16.0, 1.0])]:
+        info = pruning.SAP(p=p, q=q).prune_with_info(w, m)
+        assert float(info.index) == pytest.approx(index, abs=2e-6)
+        assert (int(info.d), int(info.r), int(info.count)) == (4, r, c)
+        got = sorted(np.abs(np.asarray(w["k"])[np.asarray(info.masks["k"])]).tolist(), reverse=True)
+        assert got == pytest.approx(kept)
+        assert float(info.index) == pytest.approx(float(pruning.pq_index(w["k"], p=p, q=q, mask=m["k"])), abs=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e25, 1e-30])
+def test_global_sap_heavily_pruned_ties_and_extreme_scales(scale):
+    """The fused global path (float32) against the NumPy reference: 90 % already pruned (many
+    +inf entries in the selection), rounded magnitudes (ties), and weights whose PQ sums
+    over/underflow in float32 unless rescaled."""
+    rng = np.random.default_rng(7)
+    params = {"a": (np.round(rng.normal(size=(30, 40)), 2) * scale).astype(np.float32),
+              "b": (np.round(rng.standard_cauchy(size=(6, 5, 20)), 1) * scale).astype(np.float32)}
+    masks = {k: rng.random(v.shape) > 0.9 for k, v in params.items()}
+    for p, q in [(0.5, 1.0), (1.0, 2.0)]:
+        info = pruning.SAP(p=p, q=q).prune_with_info({k: jnp.asarray(v) for k, v in params.items()},
+                                                     {k: jnp.asarray(v) for k, v in masks.items()})
+        want = np_prune(params, masks, "global",
+                        lambda a, mm: np_sap_group(a.astype(np.float64), mm, p, q, 0.0, 1.0, 0.9))
+        assert int(info.count) > 0
+        for k in params:
+            np.testing.assert_array_equal(np.asarray(info.masks[k]), want[k], err_msg=f"{p},{q} {k}")
+
+
+def test_kth_smallest_in_the_inf_region_is_inf():
+    x = jnp.asarray([3.0, jnp.inf, 1.0, jnp.inf, jnp.inf], jnp.float32)
+    f = jax.jit(pruning.kth_smallest)
+    assert [float(f([x], c)) for c in range(5)] == [1.0, 3.0, np.inf, np.inf, np.inf]
