@@ -451,8 +451,8 @@ def device_batches(batches: Iterable[np.ndarray], *, scale: float = 1.0, dtype=N
                    device=None) -> Iterator:
     """Move host batches to the device in a background thread, `size` batches ahead of the
     consumer, converting to `dtype` (default float32) and multiplying by `scale` on the device.
-    Cheapest on CPU: `device_batches(store.batches(B, dtype=np.float32, scale=c))` (the cast and
-    scale then run in the reader's worker threads and this thread only transfers)."""
+    Batches that already have `dtype` and scale 1 are only transferred. (Casting float16 here,
+    in XLA, costs about a third of NumPy's cast in `store.batches(dtype=...)`.)"""
     import jax
     import jax.numpy as jnp
 
