@@ -5,8 +5,10 @@ Python standard-library corpus (no download). Issue 8.
     python -m experiments.sae_lm.run [--full] [--out DIR] [--methods gba,topk] [--seeds 0,1,2]
 
 Steps: harvest train/test activation stores (resumable), train GBA, BA, TopK, BatchTopK, ReLU-L1
-and JumpReLU at L0 targets (TopK/BatchTopK: k = L0; BA: target frequency L0/width; GBA: 10 group
-targets, geometric over two decades, mean L0/width; ReLU-L1 / JumpReLU: a fixed penalty per target,
+and JumpReLU at L0 targets (TopK/BatchTopK: k = L0; BA: target frequency factor x L0/width; GBA:
+10 group targets, geometric over two decades, mean factor x L0/width, the factor tuned by
+`calib_rounds` seed-0 pilot runs, calibrate.match_l0, the closest pilot being seed 0's run;
+ReLU-L1 / JumpReLU: a fixed penalty per target,
 their L0 is whatever it comes out as, so compare on the FVU-vs-L0 plot), evaluate on the held-out
 split (FVU, L0, dead fraction = never fires on the test tokens), cross-seed consistency (fraction of
 seed-0 decoder rows with a seed-1 match of cosine > 0.9), top-activating contexts for GBA latents.
