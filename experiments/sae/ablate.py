@@ -42,6 +42,7 @@ VARIANTS = {
     "htf0.1_a1_every50": dict(htf=0.1, scale_init=1.0, update_every=50),
     "band": dict(htf=0.077, ltf=0.006),  # all targets inside f <~ p <~ min(sqrt f, f d)
     "htf0.05_ltf0.005": dict(htf=0.05, ltf=0.005),
+    "narrow_0.02_0.01": dict(htf=0.02, ltf=0.01),  # 10 groups over a factor 2: nearly BA
     "lr1e-3": dict(lr=1e-3),
     "afrozen": dict(scale_warmup=10**9),  # a stays 0.01: fully decoupled
     "awarm_half": dict(scale_warmup="half"),

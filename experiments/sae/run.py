@@ -56,11 +56,12 @@ def settings(quick: bool) -> dict:
         },
         methods={"light": "all", "heavy": "all"},
         steps=3907, batch=512, eval_batches=50,  # 3907 x 512 = 2,000,384 samples
-        toy=dict(n=128, d=42, width=1024, steps=3907, topk=(20, 30, 50), wrong=True),
+        toy=dict(n=128, d=42, width=1024, steps=3907, topk=(20, 50, 30), wrong=True),
         hetero=dict(n=512, d=128, s=8, width=1024),
-        heat=[dict(label=label, n=256, d=d, width=512, s=[1, 4, 16],
-                   p=[0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2], steps=1500)
-              for label, d in (("light", 64), ("heavy", 8))],  # sqrt(256) = 16: d = 64 light, d = 8 heavy
+        heat=[dict(label="light", n=256, d=64, width=512, s=[1, 4, 16], p=[0.002, 0.005, 0.02, 0.05, 0.2],
+                   steps=1000),  # 64 > sqrt 256
+              dict(label="heavy", n=512, d=16, width=1024, s=[1, 3, 12], p=[0.002, 0.005, 0.02, 0.05, 0.2],
+                   steps=1000)],  # 16 < sqrt 512 (d = 8 with n = 256 is too close to chance: 22 % at 0.9)
         frontier=dict(relu_l1=[0.1], jumprelu=[0.003], topk=[32]),  # + every cached light_* run
     )
 
@@ -150,11 +151,13 @@ def imbalanced_toy(out, cfg, resume):
     common = dict(width=t["width"], steps=t["steps"], eval_batches=cfg["eval_batches"])
     rows = [("gba", _run(out, "toy_gba", st, resume, method="gba", **common)),
             ("ba", _run(out, "toy_ba", st, resume, method="ba", **common))]
-    if t["wrong"]:
-        rows.append(("gba wrong range (0.5 -> 0.2)",
-                     _run(out, "toy_gba_wrong", st, resume, method="gba", htf=0.5, ltf=0.2, **common)))
-    for k in t["topk"]:
+    for i, k in enumerate(t["topk"]):
         rows.append((f"topk k={k}", _run(out, f"toy_topk_k{k}", st, resume, method="topk", k=k, **common)))
+        if i == 0 and t["wrong"]:
+            rows.append(("gba wrong range (0.5 -> 0.2)",
+                         _run(out, "toy_gba_wrong", st, resume, method="gba", htf=0.5, ltf=0.2, **common)))
+            rows.append(("gba v1 range (0.1 -> 0.001)",
+                         _run(out, "toy_gba_htf0.1", st, resume, method="gba", htf=0.1, **common)))
     return [dict(method=m, frr08=r["frr08"], frr09=r["frr09"], l0=r["l0"], dead=r["dead"], fvu=r["fvu"],
                  paper=PAPER_TOY.get(m)) for m, r in rows if r is not None]
 
@@ -183,11 +186,20 @@ def heterogeneous(out, cfg, resume):
     return rows, dict(freq_max=float(freqs.max()), freq_min=float(freqs.min()))
 
 
+def chance_frr(n, d, width, tau=0.9, trials=3, seed=0):
+    """FRR@tau of `width` random unit latents against n random unit features in d dimensions:
+    the level below which a recovery figure means nothing (high for small d)."""
+    rng = np.random.default_rng(seed)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    return float(np.mean([np.mean((unit(rng.normal(size=(width, d))) @ unit(rng.normal(size=(n, d))).T).max(0) >= tau)
+                          for _ in range(trials)]))
+
+
 def resonance(out, cfg, resume):
     """One BA recovery grid (feature frequency f = s/n x target p) per panel (light, heavy)."""
     panels = []
     for h in cfg["heat"]:
-        prefix = "heat" if h["label"] == "light" else f"heat{h['label']}"
+        prefix = "heat" if h["label"] == "light" else f"heat{h['label']}_n{h['n']}_d{h['d']}"
         grid = np.full((len(h["s"]), len(h["p"])), np.nan)
         for i, s in enumerate(h["s"]):
             st = _stream(3, cfg["batch"], n=h["n"], d=h["d"], s=s)
@@ -196,7 +208,7 @@ def resonance(out, cfg, resume):
                          steps=h["steps"], eval_batches=max(cfg["eval_batches"] // 4, 4))
                 grid[i, j] = np.nan if r is None else r["frr09"]
         panels.append(dict(label=h["label"], f=[s / h["n"] for s in h["s"]], p=h["p"], frr09=grid, n=h["n"],
-                           d=h["d"], width=h["width"], steps=h["steps"]))
+                           d=h["d"], width=h["width"], steps=h["steps"], chance09=chance_frr(h["n"], h["d"], h["width"])))
     return panels
 
 
@@ -282,7 +294,18 @@ def _pct(x):
     return f"{100 * x:.1f}"
 
 
-def _summary(cfg, rows, toy, hetero, hmeta, heat, quick) -> str:
+def _frontier_lines(front) -> list[str]:
+    if not front:
+        return []
+    lines = ["", "## Reconstruction vs L0 (light problem; every finished light_* run)", "",
+             "| method | setting | L0 | FVU | FRR@0.9 |", "|---|---|---|---|---|"]
+    for q in sorted(front, key=lambda q: (q["method"], q["l0"])):
+        lines.append(f"| {q['method']} | {q['param'] if q['param'] is not None else 'default'} | {q['l0']:.1f} | "
+                     f"{q['fvu']:.3f} | {_pct(q['frr09'])} |")
+    return lines
+
+
+def _summary(cfg, rows, toy, hetero, hmeta, heat, quick, front=()) -> str:
     size = "quick" if quick else "full"
     lines = [f"# GBA sparse autoencoders on the statistical model ({size})", "",
              f"{cfg['steps']} steps x batch {cfg['batch']} = {cfg['steps'] * cfg['batch']:,} samples per run; "
@@ -316,6 +339,7 @@ def _summary(cfg, rows, toy, hetero, hmeta, heat, quick) -> str:
         lines.append(f"| {r['run']} | {r['l0']:.1f} | {_pct(r['dead'])} | {_pct(r['frr09'])} | "
                      f"{_pct(r['rare_frr08'])} | {_pct(r['rare_frr09'])} | {r['rare_mean_cos']:.3f} | "
                      f"{_pct(r['frequent_frr09'])} |")
+    lines += _frontier_lines(front)
     if not heat:
         return "\n".join(lines + ["", "Resonance heatmap: not run."]) + "\n"
     for h in heat:
@@ -324,6 +348,7 @@ def _summary(cfg, rows, toy, hetero, hmeta, heat, quick) -> str:
                   "| f \\ p | " + " | ".join(f"{p:g}" for p in h["p"]) + " |", "|---|" + "---|" * len(h["p"])]
         for f, row in zip(h["f"], np.asarray(h["frr09"])):
             lines.append(f"| {f:.3g} | " + " | ".join(_pct(v) for v in row) + " |")
+        lines += ["", f"Chance level (M random unit latents): FRR@0.9 = {_pct(h['chance09'])} %."]
     lines += ["", "Paper: recovery needs p in a band around f, narrow in heavy and wide in light superposition "
               "(figure only).", "", "Plots: resonance.png, frontier.png, frequencies.png."]
     return "\n".join(lines) + "\n"
@@ -339,6 +364,8 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, sections=None
     cfg = settings(quick)
     if options.get("problems"):  # e.g. only "light": the issue's target problem
         cfg["problems"] = {k: v for k, v in cfg["problems"].items() if k in options["problems"]}
+    if options.get("toy_topk"):  # e.g. (20,) first, the other k later (each run is cached)
+        cfg["toy"] = dict(cfg["toy"], topk=tuple(options["toy_topk"]))
     sections = tuple(SECTIONS if not sections else sections)
     t0 = time.perf_counter()
     if not quick and "recovery" in sections and "light" in cfg["problems"]:  # the issue's targets first
@@ -352,7 +379,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, sections=None
     heat = resonance(out, cfg, resume) if "heat" in sections else None
     front = frontier(out, cfg, resume) if "frontier" in sections else []
     _plots(out, heat, front, rows)
-    text = _summary(cfg, rows, toy, hetero, hmeta, heat, quick)
+    text = _summary(cfg, rows, toy, hetero, hmeta, heat, quick, front)
     records.write_json(out / "results.json", dict(
         quick=quick, sections=sections, settings=cfg, seeds=dict(data=[0, 2, 3, 5], init=1),
         environment=records.environment(), recovery=rows, imbalanced_toy=toy, heterogeneous=hetero,
@@ -369,9 +396,10 @@ if __name__ == "__main__":
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=None, help="subset to run (default all)")
     ap.add_argument("--problems", nargs="+", choices=("light", "heavy"), default=None)
     ap.add_argument("--cached-only", action="store_true", help="summarise finished runs, train nothing")
+    ap.add_argument("--toy-topk", type=int, nargs="+", default=None, help="TopK k values of the imbalanced toy")
     a = ap.parse_args()
     _CACHED_ONLY = a.cached_only
     target = Path(a.out) / "sae"
     target.mkdir(parents=True, exist_ok=True)
     print(run(target, quick=not a.full, resume=not a.no_resume, sections=a.sections,
-              problems=a.problems))
+              problems=a.problems, toy_topk=a.toy_topk))
