@@ -6,7 +6,10 @@
   size when the file is absent), float64, from the same VCA-FCLS start: the median over repeats of
   (time of n iterations) / n, compilation excluded (reported separately).
 * To convergence: both run with the same stopping rule (relative objective change < tol).
-* A vmapped batch of 32 synthetic 50 x 50 images vs a Python loop over the same compiled program.
+* A batch of 32 synthetic 50 x 50 images: vmap vs `jax.lax.map` vs a Python loop over the same
+  compiled program, with and without the VCA-FCLS start; and the three matmul shapes of one
+  iteration alone (batched 3-D dot vs 2-D dots), to locate the CPU batch slowdown.
+Timing: experiments/_timing.py (compile excluded, medians, wall and CPU process time).
 """
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ from experiments import _env  # noqa: F401
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 import jax
@@ -24,6 +26,7 @@ import numpy as np
 from jsparse import unmixing as U
 from jsparse.core import records
 from jsparse.unmixing import datasets, synthetic
+from experiments._timing import time_call, time_host
 
 
 # ------------------------------------------------------------------ NumPy reference implementation
@@ -66,13 +69,33 @@ def numpy_rrlbs(Y, M, A, *, lam, gamma, delta=15.0, p=0.5, max_iters=100, tol=0.
     return M, A, h, np.array(objs[1:])
 
 
-def _median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), times
+def batched_matmul_micro(B=32, L=198, N=2500, R=4, repeats=5) -> dict:
+    """The products of one MU iteration for B images: one batched (3-D) dot vs B 2-D dots.
+
+    Isolates the cost of XLA:CPU's batched dot_general (what vmap turns each matmul into) from
+    the rest of the iteration. Same float64 inputs, compile excluded (experiments/_timing.py).
+    """
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(3), 3)
+    Y = jax.random.uniform(k1, (B, L, N), jnp.float64)
+    M = jax.random.uniform(k2, (B, L, R), jnp.float64)
+    A = jax.random.uniform(k3, (B, R, N), jnp.float64)
+    hi = jax.lax.Precision.HIGHEST
+    prods = {  # name -> single-image function of (Y, M, A)
+        "Y A^T (L x N)(N x R)": lambda Y, M, A: jnp.matmul(Y, A.T, precision=hi),
+        "M^T Y (R x L)(L x N)": lambda Y, M, A: jnp.matmul(M.T, Y, precision=hi),
+        "M A (L x R)(R x N)": lambda Y, M, A: jnp.matmul(M, A, precision=hi),
+    }
+    out = {}
+    for name, f in prods.items():
+        vm = time_call(jax.jit(jax.vmap(f)), (Y, M, A), repeats=repeats)
+        lm = time_call(jax.jit(lambda Y, M, A, f=f: jax.lax.map(lambda t: f(*t), (Y, M, A))), (Y, M, A),
+                       repeats=repeats)
+        one = jax.jit(f)
+        loop = time_host(lambda: [one(Y[b], M[b], A[b]) for b in range(B)], repeats=repeats)
+        out[name] = {"vmap_ms": 1e3 * vm.median_s, "vmap_cpu_ms": 1e3 * vm.cpu_median_s,
+                     "lax_map_ms": 1e3 * lm.median_s, "lax_map_cpu_ms": 1e3 * lm.cpu_median_s,
+                     "loop_ms": 1e3 * loop.median_s, "loop_cpu_ms": 1e3 * loop.cpu_median_s}
+    return out
 
 
 def main(argv=None) -> dict:
@@ -100,58 +123,81 @@ def main(argv=None) -> dict:
     gamma = lam / 8.0
     Yn, M0n, A0n = (np.asarray(x) for x in (Y, M0, A0))
 
-    def jax_run(iters, tol):
-        return U.rrlbs(Y, R, init_endmembers=M0, init_abundances=A0, max_iters=iters, tol=tol, lam=lam, gamma=gamma)
+    def jax_call(iters, tol):
+        return jax.jit(lambda Y, M0, A0: U.rrlbs(Y, R, init_endmembers=M0, init_abundances=A0, max_iters=iters,
+                                                  tol=tol, lam=lam, gamma=gamma))
 
     out = {"source": source, "shape": list(Y.shape), "R": R, "dtype": "float64", "environment": records.environment(),
            "load_average_at_start": os.getloadavg()}  # other processes on the machine skew absolute times
-    t0 = time.perf_counter()
-    jax.block_until_ready(jax_run(n_iter, 0.0))
-    out["jax_first_call_s"] = time.perf_counter() - t0  # compile + one run
-    t_jax, _ = _median_time(lambda: jax.block_until_ready(jax_run(n_iter, 0.0)), repeats)
-    out["jax_compile_s"] = out["jax_first_call_s"] - t_jax
-    t_np, _ = _median_time(lambda: numpy_rrlbs(Yn, M0n, A0n, lam=lam, gamma=gamma, max_iters=n_iter), repeats)
-    out["per_iteration_ms"] = {"jax": 1e3 * t_jax / n_iter, "numpy": 1e3 * t_np / n_iter, "numpy_over_jax": t_np / t_jax}
+    targs = (Y, M0, A0)
+    tj = time_call(jax_call(n_iter, 0.0), targs, repeats=repeats)
+    out["jax_compile_s"] = tj.compile_s
+    tn = time_host(lambda: numpy_rrlbs(Yn, M0n, A0n, lam=lam, gamma=gamma, max_iters=n_iter), repeats=repeats)
+    out["per_iteration_ms"] = {"jax": 1e3 * tj.median_s / n_iter, "numpy": 1e3 * tn.median_s / n_iter,
+                               "numpy_over_jax": tn.median_s / tj.median_s,
+                               "jax_cpu": 1e3 * tj.cpu_median_s / n_iter, "numpy_cpu": 1e3 * tn.cpu_median_s / n_iter,
+                               "numpy_over_jax_cpu": tn.cpu_median_s / tj.cpu_median_s}
     # Same updates? (checks the NumPy code is the same algorithm)
-    r = jax_run(n_iter, 0.0)
+    r = jax_call(n_iter, 0.0)(*targs)
     Mn, An, _, objs = numpy_rrlbs(Yn, M0n, A0n, lam=lam, gamma=gamma, max_iters=n_iter)
     out["max_rel_objective_diff"] = float(np.max(np.abs(np.asarray(r.objective) - objs) / np.abs(objs)))
 
     # To convergence (same rule: relative objective change < 1e-6, capped).
-    jax.block_until_ready(jax_run(conv_cap, 1e-6))
-    t0 = time.perf_counter()
-    rc = jax.block_until_ready(jax_run(conv_cap, 1e-6))
-    tj = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    conv = jax_call(conv_cap, 1e-6)
+    tc = time_call(conv, targs, repeats=1)
+    rc = conv(*targs)
     _, _, _, objs = numpy_rrlbs(Yn, M0n, A0n, lam=lam, gamma=gamma, max_iters=conv_cap, tol=1e-6)
-    tn = time.perf_counter() - t0
-    out["to_convergence"] = {"tol": 1e-6, "cap": conv_cap, "jax_iterations": int(rc.iterations), "jax_s": tj,
-                             "numpy_iterations": len(objs), "numpy_s": tn, "numpy_over_jax": tn / tj}
+    tnc = time_host(lambda: numpy_rrlbs(Yn, M0n, A0n, lam=lam, gamma=gamma, max_iters=conv_cap, tol=1e-6), repeats=1)
+    out["to_convergence"] = {"tol": 1e-6, "cap": conv_cap, "jax_iterations": int(rc.iterations), "jax_s": tc.median_s,
+                             "numpy_iterations": len(objs), "numpy_s": tnc.median_s,
+                             "numpy_over_jax": tnc.median_s / tc.median_s}
 
-    # Vmapped batch of 32 synthetic images vs a loop over the same compiled single-image program.
+    # Batch of 32 synthetic images: vmap vs lax.map vs a Python loop over the same compiled program;
+    # with the VCA-FCLS start ("full") and from a fixed start (multiplicative updates only).
     B, iters = 32, (50 if args.quick else 100)
     Mg = jnp.asarray(d.endmembers) if source == "Jasper Ridge" else synthetic.smooth_endmembers(jax.random.PRNGKey(0), 198, 4, jnp.float64)
     keys = jax.random.split(jax.random.PRNGKey(5), B)
     Ys = jax.vmap(lambda k: synthetic.make_scene(k, Mg, (50, 50)).Y)(keys)
-    one = jax.jit(lambda Yb, k: U.rrlbs(Yb, R, key=k, max_iters=iters, tol=0.0, fcls_iters=100))
-    many = jax.jit(jax.vmap(lambda Yb, k: U.rrlbs(Yb, R, key=k, max_iters=iters, tol=0.0, fcls_iters=100)))
-    jax.block_until_ready(one(Ys[0], keys[0]))
-    jax.block_until_ready(many(Ys, keys))
-    t_b, _ = _median_time(lambda: jax.block_until_ready(many(Ys, keys)), max(2, repeats // 2))
-    t_l, _ = _median_time(lambda: [jax.block_until_ready(one(Ys[i], keys[i])) for i in range(B)], max(2, repeats // 2))
-    out["batch32"] = {"image": [198, 2500], "iterations": iters, "vmapped_s": t_b, "loop_s": t_l, "loop_over_vmap": t_l / t_b}
+    full = lambda Yb, k: U.rrlbs(Yb, R, key=k, max_iters=iters, tol=0.0, fcls_iters=100)  # noqa: E731
+    starts = jax.jit(jax.vmap(lambda Yb, k: U.vca(Yb, R, key=k, fcls_iters=100)))(Ys, keys)
+    M0s = jnp.maximum(starts.endmembers, 1e-6)
+    A0s = (starts.abundances + 1e-2) / (1 + R * 1e-2)
+    mu = lambda Yb, M0, A0: U.rrlbs(Yb, R, init_endmembers=M0, init_abundances=A0, max_iters=iters, tol=0.0)  # noqa: E731
+    brep = max(2, repeats // 2)
+    out["batch32"] = {"image": [198, 2500], "iterations": iters}
+    for label, f, bargs in (("full", full, (Ys, keys)), ("mu_only", mu, (Ys, M0s, A0s))):
+        one = jax.jit(f)
+        tv = time_call(jax.jit(jax.vmap(f)), bargs, repeats=brep)
+        tm = time_call(jax.jit(lambda *a, f=f: jax.lax.map(lambda t: f(*t), a)), bargs, repeats=brep)
+        jax.block_until_ready(one(*(a[0] for a in bargs)))
+        tl = time_host(lambda: [one(*(a[i] for a in bargs)) for i in range(B)], repeats=brep)
+        out["batch32"][label] = {"vmap": tv.as_dict(), "lax_map": tm.as_dict(), "loop": tl.as_dict(),
+                                 "loop_over_vmap": tl.median_s / tv.median_s,
+                                 "loop_over_vmap_cpu": tl.cpu_median_s / tv.cpu_median_s}
+    out["batched_matmul_micro"] = batched_matmul_micro(repeats=repeats)
 
+    b = out["batch32"]
     rows = [
-        ("per iteration, Jasper (ms)", out["per_iteration_ms"]["jax"], out["per_iteration_ms"]["numpy"], out["per_iteration_ms"]["numpy_over_jax"]),
+        ("per iteration, Jasper (ms)", out["per_iteration_ms"]["jax"], out["per_iteration_ms"]["numpy"],
+         out["per_iteration_ms"]["numpy_over_jax"]),
+        ("per iteration, Jasper (CPU ms)", out["per_iteration_ms"]["jax_cpu"], out["per_iteration_ms"]["numpy_cpu"],
+         out["per_iteration_ms"]["numpy_over_jax_cpu"]),
         (f"to convergence (s; {out['to_convergence']['jax_iterations']} / {out['to_convergence']['numpy_iterations']} it)",
-         tj, tn, tn / tj),
-        ("batch of 32 (s): vmap | loop", t_b, t_l, t_l / t_b),
+         tc.median_s, tnc.median_s, tnc.median_s / tc.median_s),
     ]
+    for label in ("full", "mu_only"):
+        rows.append((f"batch of 32, {label} (s): vmap | loop", b[label]["vmap"]["median_s"],
+                     b[label]["loop"]["median_s"], b[label]["loop_over_vmap"]))
+        rows.append((f"batch of 32, {label} (s): lax.map | loop", b[label]["lax_map"]["median_s"],
+                     b[label]["loop"]["median_s"], b[label]["loop"]["median_s"] / b[label]["lax_map"]["median_s"]))
+    for name, v in out["batched_matmul_micro"].items():
+        rows.append((f"32 x {name} (ms): vmap | loop", v["vmap_ms"], v["loop_ms"], v["loop_ms"] / v["vmap_ms"]))
+        rows.append((f"32 x {name} (ms): lax.map | loop", v["lax_map_ms"], v["loop_ms"], v["loop_ms"] / v["lax_map_ms"]))
     print(f"RRLbS benchmark on {source} {tuple(Y.shape)}, float64, {jax.default_backend()} "
           f"(compile {out['jax_compile_s']:.1f} s excluded)")
-    print(f"{'measure':48s} {'JAX':>10s} {'NumPy/loop':>12s} {'ratio':>7s}")
-    for name, a, b, c in rows:
-        print(f"{name:48s} {a:10.3f} {b:12.3f} {c:7.2f}")
+    print(f"{'measure':52s} {'JAX':>10s} {'NumPy/loop':>12s} {'ratio':>7s}")
+    for name, a, b_, c in rows:
+        print(f"{name:52s} {a:10.3f} {b_:12.3f} {c:7.2f}")
     print(f"max relative objective difference JAX vs NumPy over {n_iter} iterations: {out['max_rel_objective_diff']:.2e}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     out["load_average_at_end"] = os.getloadavg()

@@ -40,7 +40,7 @@ METHODS = {
 }
 ROBUSTNESS_METHODS = ("NMF", "L1/2-NMF", "l21-NMF", "RRLbS")
 INITS = ("vca", "vca_whitened")  # the shared start: VCA-FCLS on raw or on noise-whitened bands
-DEFAULT_INIT = "vca"
+DEFAULT_INIT = "vca_whitened"  # robust to outlier bands (docs/unmixing.md, "Diagnosis")
 
 
 def settings(quick: bool) -> dict:
