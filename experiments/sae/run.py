@@ -246,14 +246,14 @@ def _plots(out, heat, front, rows):
 
 
 def _heat_plot(plt, out, panels):
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False, layout="constrained")
     for ax, heat in zip(axes[0], panels):
         im = ax.imshow(heat["frr09"], origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(heat["p"])), [f"{p:g}" for p in heat["p"]])
         ax.set_yticks(range(len(heat["f"])), [f"{f:.3g}" for f in heat["f"]])
         ax.set_xlabel("BA target frequency p")
         ax.set_ylabel("feature frequency f = s/n")
-        ax.set_title(f"{heat['label']}: FRR@0.9, n={heat['n']}, d={heat['d']}, M={heat['width']}")
+        ax.set_title(f"{heat['label']}: FRR@0.9\nn={heat['n']}, d={heat['d']}, M={heat['width']}", fontsize=10)
     fig.colorbar(im, ax=axes[0].tolist())
     fig.savefig(out / "resonance.png", dpi=120)
     plt.close(fig)
