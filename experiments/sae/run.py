@@ -319,6 +319,9 @@ def _summary(cfg, rows, toy, hetero, hmeta, heat, quick, front=()) -> str:
         lines.append(f"| {r['problem']} | {r['n']} | {r['d']} | {r['s']} | {r['width']} | {r['run']} | "
                      f"{_pct(r['frr08'])} | {_pct(r['frr09'])} | {_pct(r['frr09_hungarian'])} | {r['fvu']:.3f} | "
                      f"{r['l0']:.1f} | {_pct(r['dead'])} |")
+    lines += ["", "Chance level (M random unit latents), FRR@0.8 / FRR@0.9: " + "; ".join(
+        f"{k} {_pct(chance_frr(p['n'], p['d'], p['width'], 0.8))} / {_pct(chance_frr(p['n'], p['d'], p['width']))} %"
+        for k, p in cfg["problems"].items()) + "."]
     lines += ["", "Paper: GBA recovers (near) all features in light superposition and matches or beats TopK; "
               "BA is \"inferior to GBA in all experiments\" (no numeric table for this setting).", "",
               "## Imbalanced toy (n = 128, d = 42, half s = 3, half s = 20)", "",
