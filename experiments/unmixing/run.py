@@ -5,7 +5,7 @@
     python -m experiments.unmixing.run --full --out results/unmixing
 
 Every NMF-family method starts from the same VCA-FCLS point per seed (seed = VCA key and, in the
-outlier study, the choice of corrupted bands). Seeds run as one vmapped batch per (scene, method).
+outlier study, the choice of corrupted bands). Seeds run as one compiled `lax.map` over seeds per (scene, method).
 Each finished (scene, method) cell is saved under `cells/`, so a re-run resumes.
 """
 from __future__ import annotations
@@ -113,24 +113,30 @@ def build_scenes(cfg: dict, data_root: Path) -> tuple[list[Scene], list[str]]:
     return scenes, notes
 
 
+def _batched(fn):
+    """fn over a leading seed axis, one compiled program. `lax.map` rather than `vmap`: on XLA:CPU the
+    vmapped updates cost 4.6x the CPU time of a loop (docs/unmixing.md, Benchmark); lax.map ~1.15x."""
+    return jax.jit(lambda *args: jax.lax.map(lambda a: fn(*a), args))
+
+
 @functools.lru_cache(maxsize=None)
 def _make_init(R: int, fcls_iters: int, init: str):
     def init_fn(Y, key):
         res = U.vca(Y, R, key=key, fcls_iters=fcls_iters, tol=0.0, whiten=(init == "vca_whitened"))
         return res.endmembers, res.abundances
 
-    return jax.jit(jax.vmap(init_fn))
+    return _batched(init_fn)
 
 
 @functools.lru_cache(maxsize=None)
 def _make_method(method: str, R: int, max_iters: int, tol: float):
-    """One jitted, vmapped program per method and size (cached: later cells reuse the compile)."""
+    """One compiled program over the seeds per method and size (cached: later cells reuse the compile)."""
     fn, kw = METHODS[method]
 
     def call(Y, M0, A0):
         return fn(Y, R, init_endmembers=M0, init_abundances=A0, max_iters=max_iters, tol=tol, **kw)
 
-    return jax.jit(jax.vmap(call))
+    return _batched(call)
 
 
 def run_cell(scene: Scene, method: str, cfg: dict, init_cache: dict) -> tuple[dict, dict]:
