@@ -40,7 +40,7 @@ def settings(quick: bool) -> dict:
         return dict(
             problems={
                 "light": dict(n=64, d=32, s=3, width=256),
-                "heavy": dict(n=128, d=8, s=2, width=512),
+                "heavy": dict(n=256, d=14, s=2, width=512),  # 14 < 16 = sqrt 256; d = 8 sat at chance
             },
             methods={"light": "all", "heavy": ("gba", "ba", "topk")},
             steps=1500, batch=256, eval_batches=20,
