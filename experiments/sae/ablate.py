@@ -12,6 +12,7 @@ max-cosine of the group's latents to the features and how many features have the
 
     nice -n 10 python -m experiments.sae.ablate --problem heavy --steps 2000 --out results/sae_ablate
     nice -n 10 python -m experiments.sae.ablate --problem small --steps 1500 --batch 256 --out results/sae_ablate
+    nice -n 10 python -m experiments.sae.ablate --problem light --steps 3907 --only htf0.1 --out results/sae_ablate
 """
 from __future__ import annotations
 
