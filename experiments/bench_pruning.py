@@ -48,7 +48,7 @@ def bench_training(name, shape, batch, steps, repeats, **kw):
     out = {}
     for variant in ("masked", "unmasked"):
         model = models.build(name, shape, 10, **kw)
-        tr = train.Trainer(model, steps_per_round=1000, batch_size=batch)
+        tr = train.Trainer(model, steps_per_round=1000, batch_size=batch, eval_batch_size=batch)
         params, bs = tr.init_params, tr.init_batch_stats
         if variant == "masked":
             masks = pruning.magnitude(0.5).prune(params, pruning.init_masks(params))
@@ -63,6 +63,10 @@ def bench_training(name, shape, batch, steps, repeats, **kw):
         out[variant] = {**_row(t), "examples_per_s": n / t.median_s, "examples_per_cpu_s": n / max(t.cpu_median_s, 1e-12),
                         "examples_per_s_best": n / min(t.times_s)}
     out["mask_overhead"] = out["masked"]["wall_ms"] / out["unmasked"]["wall_ms"]
+    # forward only (the trainer's jitted evaluation), to tell forward from backward cost
+    t = time_call(tr.evaluate, (params, bs, x, y), repeats=repeats)
+    out["forward_only"] = {**_row(t), "examples_per_s": batch * steps / t.median_s,
+                           "examples_per_cpu_s": batch * steps / max(t.cpu_median_s, 1e-12)}
     return out
 
 
@@ -162,7 +166,9 @@ def main(argv=None):
         print(f"train {name:9s} batch {batch:3d} x {steps}: masked {m['examples_per_s']:9.1f} ex/s wall "
               f"({m['examples_per_cpu_s']:9.1f} per CPU-s, best {m['examples_per_s_best']:9.1f}), unmasked "
               f"{u['examples_per_s']:9.1f} ex/s wall ({u['examples_per_cpu_s']:9.1f} per CPU-s), "
-              f"time ratio x{r['mask_overhead']:.2f} (compile {m['compile_s']:.1f} s)", flush=True)
+              f"time ratio x{r['mask_overhead']:.2f} (compile {m['compile_s']:.1f} s); forward only "
+              f"{r['forward_only']['examples_per_s']:.1f} ex/s wall ({r['forward_only']['examples_per_cpu_s']:.1f} per CPU-s)",
+              flush=True)
     records.write_json(a.out, res)
     print(f"wrote {a.out}")
 
