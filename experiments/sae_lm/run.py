@@ -52,7 +52,8 @@ def settings(quick: bool) -> dict:
 def method_kwargs(method: str, l0: int, width: int, bias_rule: dict | None = None, aux_k: int | None = None,
                   *, factor: float = 1.0, decades: float = 2.0) -> dict:
     """Training options of `method` at L0 target l0. GBA: 10 geometric group targets over `decades`
-    decades with width * mean = factor * l0; BA: one target factor * l0 / width."""
+    decades with width * mean = factor * l0; BA: one target factor * l0 / width. `bias_rule`: extra
+    sae.train options of GBA/BA (gamma_minus/plus, update_every, scale_init, tied)."""
     rule = dict(bias_rule or {})
     if method in ("topk", "batchtopk"):
         return dict(k=l0) if aux_k is None else dict(k=l0, aux_k=aux_k)
@@ -149,6 +150,10 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
         cfg["bias_rule"].update(gamma_minus=float(options["gamma"]), gamma_plus=float(options["gamma"]))
     if options.get("update_every") is not None:
         cfg["bias_rule"]["update_every"] = int(options["update_every"])
+    if options.get("gba_scale_init") is not None:  # GBA/BA output-scale init (sae.train default 0.01)
+        cfg["bias_rule"]["scale_init"] = float(options["gba_scale_init"])
+    if options.get("gba_untied"):
+        cfg["bias_rule"]["tied"] = False
     if options.get("l0_targets") is not None:
         cfg["l0_targets"] = [int(v) for v in options["l0_targets"]]
     methods = tuple(options.get("methods") or METHODS)
@@ -339,6 +344,8 @@ def main(argv=None):
     p.add_argument("--gamma", type=float, default=None, help="GBA/BA bias-rule step (gamma_minus = gamma_plus)")
     p.add_argument("--update-every", type=int, default=None, help="GBA/BA bias-rule period (steps)")
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--gba-scale-init", type=float, default=None, help="GBA/BA output scale init (train default 0.01)")
+    p.add_argument("--gba-untied", action="store_true", help="GBA/BA with an untied decoder")
     a = p.parse_args(argv)
     out = Path(a.out or f"results/{NAME}{'' if a.full else '_quick'}")
     out.mkdir(parents=True, exist_ok=True)
@@ -347,7 +354,8 @@ def main(argv=None):
               seeds=[int(s) for s in a.seeds.split(",")] if a.seeds else None, steps=a.steps, width=a.width,
               train_tokens=a.train_tokens, test_tokens=a.test_tokens, batch=a.batch, aux_k=a.aux_k,
               l0_targets=a.l0_targets.split(",") if a.l0_targets else None, calib_rounds=a.calib_rounds,
-              factor0=a.factor0, decades=a.decades, gamma=a.gamma, update_every=a.update_every, lr=a.lr))
+              factor0=a.factor0, decades=a.decades, gamma=a.gamma, update_every=a.update_every, lr=a.lr,
+              gba_scale_init=a.gba_scale_init, gba_untied=a.gba_untied))
 
 
 if __name__ == "__main__":
