@@ -7,7 +7,7 @@ quick (CI budget): paper sizes with 10 trials for Fig. 3(a) and the default poin
 (M_1 = 8); Fig. 2 on a reduced problem (N_i = 10, M = (9, 8, 10)); run time for K in {2, 4, 6}.
 full: the paper's sizes and 200 trials for every sweep (Figs. 3(a)-(c), 5), Figs. 2 and 4 at
 M = (14, 12, 15). cSBL (seconds per EM iteration at M = 1440 on 2 shared CPU cores, even with the structured E-step)
-runs only at the default point (`--csbl-trials`, default 12; ~1.5 min per trial there under load); Figs. 2
+runs only at the default point (`--csbl-trials`, default 12; ~2 min per trial there under load); Figs. 2
 and 4 omit it at full size (500 iterations at M = 2520). Sweeps and convergence curves checkpoint and resume;
 `--stages fig3b,fig3c` runs a subset.
 """

@@ -11,7 +11,6 @@ from jsparse.sbl import kron_omp, krosbl, omp, oracle_ls, sbl
 from tests.contract import BadInput, ContractCase, ContractSuite
 from tests.sbl.problems import small_problem
 
-ALL = (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128)
 
 
 def _kron_inputs(key, dtype):
@@ -64,7 +63,9 @@ class TestSvdKroSBLContract(ContractSuite):
         name="krosbl-svd",
         fn=functools.partial(krosbl, method="svd", max_iters=20),
         make_inputs=_kron_inputs,
-        dtypes=ALL,
+        # complex128 SVD-KroSBL is checked against the NumPy reference in test_krosbl, and the
+        # complex128 contract runs through AM (same E-step); three dtypes keep the compile count down.
+        dtypes=(jnp.float32, jnp.float64, jnp.complex64),
         bad_inputs=KRON_BAD,
         rtol=2e-3,
         atol=2e-4,
