@@ -8,13 +8,16 @@ from scipy.stats import norm
 from jsparse.core.kron import kron_matvec
 from jsparse.sbl import irs
 
+# One compiled program per (setup, dtype, shapes) instead of op-by-op dispatch (the slow part).
+sim = jax.jit(irs.simulate, static_argnames=("setup", "dtype"))
+
 SMALL = irs.IRSSetup(ms_antennas=4, bs_antennas=8, irs_elements=32, grid=10, spread=3, pilots=2, configs=3)
 
 
 @pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
 def test_kronecker_model_equals_physical_model(dtype):
     with jax.enable_x64(dtype == jnp.complex128):
-        p = irs.simulate(jax.random.PRNGKey(0), 1e6, dtype=dtype)  # essentially noiseless
+        p = sim(jax.random.PRNGKey(0), 1e6, dtype=dtype)  # essentially noiseless
         tol = 1e-4 if dtype == jnp.complex64 else 1e-10
         assert p.y.dtype == dtype and p.x.dtype == dtype and p.noise_var.dtype == jnp.finfo(dtype).dtype
         assert [f.shape for f in p.factors] == [(6, 18), (3, 18), (16, 18)] and p.y.shape == (288,)
@@ -33,7 +36,7 @@ def test_kronecker_model_equals_physical_model(dtype):
 
 def test_physical_channel_against_numpy_formula():
     s = SMALL
-    p = irs.simulate(jax.random.PRNGKey(1), 10.0, setup=s)
+    p = sim(jax.random.PRNGKey(1), 10.0, setup=s)
     a = lambda n: np.exp(1j * np.pi * np.outer(np.arange(n), 2 * np.arange(s.grid) / s.grid - 1)) / np.sqrt(n)  # noqa: E731
     # Effective channel of configuration k = (A_B x-slices) through the cascaded dictionary, dense.
     d_i = a(s.irs_elements)[:, :1] * np.conj(a(s.irs_elements))
@@ -47,9 +50,9 @@ def test_physical_channel_against_numpy_formula():
 
 
 def test_deterministic_per_key_and_snr_sets_noise():
-    a = irs.simulate(jax.random.PRNGKey(2), 8.0, setup=SMALL)
-    b = irs.simulate(jax.random.PRNGKey(2), 8.0, setup=SMALL)
-    c = irs.simulate(jax.random.PRNGKey(3), 8.0, setup=SMALL)
+    a = sim(jax.random.PRNGKey(2), 8.0, setup=SMALL)
+    b = sim(jax.random.PRNGKey(2), 8.0, setup=SMALL)
+    c = sim(jax.random.PRNGKey(3), 8.0, setup=SMALL)
     for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
     assert not np.allclose(np.asarray(a.y), np.asarray(c.y))
@@ -57,7 +60,7 @@ def test_deterministic_per_key_and_snr_sets_noise():
     np.testing.assert_allclose(float(a.noise_var), float(jnp.mean(jnp.abs(clean) ** 2)) / 10**0.8, rtol=1e-3)
     # Monte Carlo check of the noise power over many keys at the same channel (fold the noise key only).
     keys = jax.random.split(jax.random.PRNGKey(4), 24)
-    sims = jax.vmap(lambda k: irs.simulate(k, 8.0, setup=SMALL))(keys)
+    sims = jax.vmap(lambda k: sim(k, 8.0, setup=SMALL))(keys)
     ratio = jnp.mean(jnp.abs(sims.y - jax.vmap(kron_matvec)(sims.factors, sims.x)) ** 2, axis=1) / sims.noise_var
     assert abs(float(jnp.mean(ratio)) - 1) < 0.1
 
@@ -65,13 +68,13 @@ def test_deterministic_per_key_and_snr_sets_noise():
 def test_degenerate_configurations_are_redrawn():
     # G = 1, L = 1: the channel is ∝ Σ_i θ_i, zero whenever the two signs differ (half the draws).
     s = irs.IRSSetup(ms_antennas=2, bs_antennas=2, irs_elements=2, grid=1, spread=1, pilots=1, configs=8, redraws=16)
-    sims = jax.vmap(lambda k: irs.simulate(k, 10.0, setup=s))(jax.random.split(jax.random.PRNGKey(5), 50))
+    sims = jax.vmap(lambda k: sim(k, 10.0, setup=s))(jax.random.split(jax.random.PRNGKey(5), 50))
     th = np.asarray(sims.thetas)  # (50, 8, 2)
     assert np.all(th[..., 0] == th[..., 1]) and bool(jnp.all(sims.valid))
     norms = np.linalg.norm(np.asarray(sims.channels), axis=(-2, -1))
     assert norms.min() > 1e-3
     # An impossible threshold: nothing passes, the flag says so.
-    bad = irs.simulate(jax.random.PRNGKey(6), 10.0, setup=s._replace(degenerate_tol=1e9))
+    bad = sim(jax.random.PRNGKey(6), 10.0, setup=s._replace(degenerate_tol=1e9))
     assert not bool(bad.valid)
 
 
@@ -79,8 +82,8 @@ def test_shared_training_and_per_realisation_default():
     """A Training drawn once is used verbatim by every realisation (the reference draws pilots and
     configurations once per run); without one, simulate draws it from the realisation key."""
     tr = irs.draw_training(jax.random.PRNGKey(9), SMALL)
-    a = irs.simulate(jax.random.PRNGKey(10), 8.0, setup=SMALL, training=tr)
-    b = irs.simulate(jax.random.PRNGKey(11), 8.0, setup=SMALL, training=tr)
+    a = sim(jax.random.PRNGKey(10), 8.0, setup=SMALL, training=tr)
+    b = sim(jax.random.PRNGKey(11), 8.0, setup=SMALL, training=tr)
     for p in (a, b):
         np.testing.assert_array_equal(np.asarray(p.pilots), np.asarray(tr.pilots))
         np.testing.assert_array_equal(np.asarray(p.thetas), np.asarray(tr.candidates[0]))  # nothing degenerate
@@ -88,11 +91,11 @@ def test_shared_training_and_per_realisation_default():
     assert not np.allclose(np.asarray(a.x), np.asarray(b.x))  # the channels still differ
     key = jax.random.PRNGKey(12)
     own = irs.draw_training(jax.random.split(key, 10)[6], SMALL)
-    for u, v in zip(jax.tree_util.tree_leaves(irs.simulate(key, 8.0, setup=SMALL)),
-                    jax.tree_util.tree_leaves(irs.simulate(key, 8.0, setup=SMALL, training=own))):
+    for u, v in zip(jax.tree_util.tree_leaves(sim(key, 8.0, setup=SMALL)),
+                    jax.tree_util.tree_leaves(sim(key, 8.0, setup=SMALL, training=own))):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
     with pytest.raises(ValueError, match="training"):
-        irs.simulate(key, 8.0, training=tr)  # SMALL-sized training for the reference setup
+        sim(key, 8.0, training=tr)  # SMALL-sized training for the reference setup
 
 
 # Pilots (times √12) of a per-realisation draw that made realisation 7 of the first 50 fail for every
@@ -121,7 +124,7 @@ def test_ms_coherence_flags_unidentifiable_pilots(x64):
 
 
 def test_channel_nmse():
-    p = irs.simulate(jax.random.PRNGKey(7), 10.0, setup=SMALL)
+    p = sim(jax.random.PRNGKey(7), 10.0, setup=SMALL)
     np.testing.assert_allclose(np.asarray(irs.channel_nmse(p.x, p)), 0, atol=1e-8)
     np.testing.assert_allclose(np.asarray(irs.channel_nmse(jnp.zeros_like(p.x), p)), 1, rtol=1e-6)
     half = irs.channel_nmse(0.5 * p.x, p)
@@ -158,7 +161,7 @@ def test_ser_closed_form_matches_symbol_simulation(x64):
 
 
 def test_ser_perfect_estimate_is_textbook_qpsk_and_zero_estimate_is_three_quarters(x64):
-    p = irs.simulate(jax.random.PRNGKey(8), 10.0, setup=SMALL, dtype=jnp.complex128)
+    p = sim(jax.random.PRNGKey(8), 10.0, setup=SMALL, dtype=jnp.complex128)
     q = norm.sf(np.sqrt(10 ** 0.4))  # Q(sqrt(Es/N0)) per rail for unit-energy QPSK at 4 dB
     np.testing.assert_allclose(np.asarray(irs.ser_qpsk(p.channels, p.channels, 4.0)), 1 - (1 - q) ** 2, rtol=1e-9)
     np.testing.assert_allclose(np.asarray(irs.ser_qpsk(jnp.zeros_like(p.channels), p.channels, 4.0)), 0.75)
