@@ -195,9 +195,8 @@ def _sad_on_bands(M, T, good) -> float:
 
 
 ORACLE_NOTE = ("\"LS given true A\" is not a method: it fits every band of the observed image by least "
-               "squares given the ground-truth abundances, M = argmin ||Y - M A_true||_F (clipped at 0). No method "
-               "that fits the data can do much better on the corrupted bands, so its rise is the floor the "
-               "corruption itself imposes on the all-band SAD.")
+               "squares given the ground-truth abundances, M = argmin ||Y - M A_true||_F (clipped at 0). Its rise "
+               "shows what fitting the corrupted bands costs the all-band SAD even with perfect abundances.")
 
 
 def oracle_sad(scene: Scene) -> np.ndarray:
