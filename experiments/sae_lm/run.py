@@ -201,7 +201,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
     results, calibration = [], []
     for l0 in cfg["l0_targets"]:
         for method in methods:
-            factor = 1.0
+            factor = cfg["factor0"] if method in ("gba", "ba") else 1.0  # (calib_rounds 0: used as given)
             if method in ("gba", "ba") and cfg["calib_rounds"] > 0:
                 # pilot rounds = seed-0 runs at trial factors (cached); the best one is seed 0's result
                 cal = match_l0(lambda f: one_run(method, l0, cfg["seeds"][0], f)["train_l0"], l0,
