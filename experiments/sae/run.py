@@ -17,6 +17,8 @@ from __future__ import annotations
 from experiments import _env  # noqa: F401  (XLA flags before jax)
 
 import argparse
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -91,17 +93,31 @@ def _evaluate(model, stream, num_batches, features):
     )
 
 
+def _fingerprint(stream, **settings) -> str:
+    """Hash of the problem (its features and first two batches) and the run settings."""
+    h = hashlib.sha256()
+    for arr in (stream.features, stream.batch(0), stream.batch(1)):
+        h.update(np.ascontiguousarray(np.asarray(arr)).tobytes())
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def _run(out: Path, name: str, stream, resume: bool, *, method, width, steps, eval_batches, seed=1, **kw):
     path = out / "runs" / f"{name}.json"
+    key = _fingerprint(stream, method=method, width=width, steps=steps, eval_batches=eval_batches, seed=seed, **kw)
     if resume and path.exists():
-        return records.read_json(path)
+        cached = records.read_json(path)
+        if cached.get("fingerprint") == key or _CACHED_ONLY:
+            return cached
+        # Same name, different problem or settings: never reuse a stale result silently.
+        print(f"[sae] {name}: cached run has other settings; recomputing", flush=True)
     if _CACHED_ONLY:  # summarise what finished; train nothing
         return None
     t0 = time.perf_counter()
     model, hist = sae.train(stream, method=method, width=width, steps=steps, key=jax.random.PRNGKey(seed),
                             log_every=max(steps // 50, 1), show_progress=False, **kw)
     wall = time.perf_counter() - t0
-    res = dict(name=name, method=method, width=width, steps=steps, settings=kw, seed=seed, wall_s=wall,
+    res = dict(name=name, fingerprint=key, method=method, width=width, steps=steps, settings=kw, seed=seed, wall_s=wall,
                history={k: v for k, v in hist.items() if k in ("step", "fvu", "l0", "dead")},
                **_evaluate(model, stream, eval_batches, stream.features))
     records.write_json(path, res)

@@ -18,6 +18,7 @@ Needs the lm extra and the model package; otherwise the summary says it was skip
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -175,7 +176,14 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
         """Train (cached in runs/<name>/result.json, checkpointed), export, evaluate on the test
         split; also the L0 on the first train rows (what the GBA/BA calibration reads)."""
         tag = f"_f{factor:.4g}" if method in ("gba", "ba") else ""
-        name = f"{method}_L{l0}_s{seed}{tag}"
+        # The name carries a hash of every setting that changes the run, so a re-run with other
+        # settings in the same --out folder trains afresh instead of reusing a stale result.
+        run_settings = dict(method_kwargs(method, l0, cfg["width"], cfg["bias_rule"], cfg["aux_k"], factor=factor,
+                                          decades=cfg["decades"]),
+                            width=cfg["width"], steps=cfg["steps"], batch=cfg["batch"], lr=cfg["lr"],
+                            train_tokens=stores["train"].num_tokens)
+        digest = hashlib.sha256(json.dumps(run_settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        name = f"{method}_L{l0}_s{seed}{tag}_{digest}"
         run_dir = out_dir / "runs" / name
         cached = run_dir / "result.json"
         if resume and cached.exists():  # written last, after the SAELens export
