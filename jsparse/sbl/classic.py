@@ -8,7 +8,7 @@ shape) -> E-step -> γ ← diag Σ + |μ|² -> optional EM noise update. The E-s
 
 Cost O(M² N) per iteration, memory O(M N): meant for M <= N (the under-determined case).
 With a Kronecker dictionary passed as its factors, `sbl(y, (H_1, ..., H_I))` runs the same
-iterates with the structured E-step `pc.kron_dense_posterior` (Σ_y formed mode by mode, its
+iterates with the structured E-step `_estep.kron_dense_posterior` (Σ_y formed mode by mode, its
 inverse by Cholesky): O(M³ + N Σ M_i²) per iteration and no M x N matrix — about 3.5x fewer
 flops than the dense path at the paper's default size (M = 1440, N = 3375).
 """
@@ -26,6 +26,7 @@ from jsparse.core import runner
 from jsparse.core import validation as V
 from jsparse.core.metrics import nmse
 from jsparse.sbl import _common as C
+from jsparse.sbl._estep import kron_dense_posterior
 
 __all__ = ["sbl", "dense_posterior"]
 
@@ -68,8 +69,6 @@ def dense_posterior(y: jax.Array, H: jax.Array, gamma: jax.Array, sigma2):
 
 def _posterior(settings: _Settings, y, H, gamma, sigma2):
     if settings.kron:
-        from jsparse.sbl.pc import kron_dense_posterior  # lazy: pc imports this module
-
         # Same Cholesky guard as dense_posterior (σ² ≥ eps tr(H Γ H^H) = eps Σ_n γ_n ||h_n||²).
         col_sq = C.full_gamma([jnp.sum(jnp.abs(f) ** 2, axis=0) for f in H])
         sigma2 = jnp.maximum(sigma2, jnp.finfo(C.real_dtype(y.dtype)).eps * jnp.sum(gamma * col_sq))

@@ -37,9 +37,9 @@ from jsparse.core import runner
 from jsparse.core import validation as V
 from jsparse.core.kron import kron_rmatvec
 from jsparse.sbl import _common as C
-from jsparse.sbl._estep import posterior_eig_m
+from jsparse.sbl._estep import kron_dense_posterior, posterior_eig_m
 from jsparse.sbl._mstep import normalise
-from jsparse.sbl.classic import dense_posterior
+from jsparse.sbl.classic import dense_posterior, sbl
 from jsparse.sbl.nnls import nnls_gram
 
 __all__ = ["pc_krosbl", "pc_sbl", "csbl_kron", "coupling_matrix", "kron_dense_posterior", "PC_PRUNE", "PCState"]
@@ -275,64 +275,6 @@ def _pc_krosbl_jit(y, factors, noise_arg, beta, *, settings: _Settings, max_iter
 
 
 # ----------------------------------------------------------------------------- PC-SBL
-def _letters(n: int, offset: int) -> str:
-    return "".join(chr(ord("a") + offset + i) for i in range(n))
-
-
-def _kron_cov(factors: Sequence[jax.Array], v: jax.Array) -> jax.Array:
-    """(M, M) H diag(v) H^H for H = ⊗H_i, contracting one mode at a time (never M x N)."""
-    k = len(factors)
-    n_ax, m_ax, p_ax = _letters(k, 0), _letters(k, k), _letters(k, 2 * k)
-    t = v.astype(factors[0].dtype).reshape([f.shape[1] for f in factors])
-    cur = list(n_ax)
-    for i, h in enumerate(factors):
-        pair = jnp.einsum("mn,pn->nmp", h, jnp.conj(h))  # P_i[n, m, m'] = H_i[m, n] conj(H_i[m', n])
-        out = [c for c in cur if c != n_ax[i]] + [m_ax[i], p_ax[i]]
-        t = jnp.einsum(f"{''.join(cur)},{n_ax[i]}{m_ax[i]}{p_ax[i]}->{''.join(out)}", t, pair, precision=HIGHEST)
-        cur = out
-    t = jnp.einsum(f"{''.join(cur)}->{m_ax}{p_ax}", t)
-    m = 1
-    for f in factors:
-        m *= f.shape[0]
-    return t.reshape(m, m)
-
-
-def _kron_quad_diag(factors: Sequence[jax.Array], s: jax.Array) -> jax.Array:
-    """(N,) real diag(H^H S H) for H = ⊗H_i and a Hermitian (M, M) S, one mode at a time."""
-    k = len(factors)
-    n_ax, m_ax, p_ax = _letters(k, 0), _letters(k, k), _letters(k, 2 * k)
-    t = s.reshape([f.shape[0] for f in factors] * 2)
-    cur = list(m_ax + p_ax)
-    for i, h in enumerate(factors):
-        pair = jnp.einsum("mn,pn->mpn", jnp.conj(h), h)  # Q_i[m, m', n] = conj(H_i[m, n]) H_i[m', n]
-        out = [c for c in cur if c not in (m_ax[i], p_ax[i])] + [n_ax[i]]
-        t = jnp.einsum(f"{''.join(cur)},{m_ax[i]}{p_ax[i]}{n_ax[i]}->{''.join(out)}", t, pair, precision=HIGHEST)
-        cur = out
-    t = jnp.einsum(f"{''.join(cur)}->{n_ax}", t)
-    return jnp.real(t).reshape(-1)
-
-
-def kron_dense_posterior(y: jax.Array, factors: Sequence[jax.Array], v: jax.Array, sigma2):
-    """Posterior for a Kronecker dictionary and an arbitrary (non-Kronecker) prior diag(v).
-
-    Returns (μ (N,), diag Σ (N,) real, ||y − Hμ||², dof = Σ_n v_n [HᴴΣ_y⁻¹H]_nn) with
-    Σ_y = σ² I + H diag(v) Hᴴ, μ = v ∘ Hᴴ Σ_y⁻¹ y, diag Σ = v − v² ∘ diag(Hᴴ Σ_y⁻¹ H) —
-    the same numbers as `classic.dense_posterior(y, kron_dense(factors), v, σ²)` at O(M³ + N Σ M_i²).
-    """
-    m = y.shape[0]
-    cov = _kron_cov(factors, v)
-    cov = 0.5 * (cov + jnp.conj(cov).T) + sigma2 * jnp.eye(m, dtype=cov.dtype)
-    chol = jnp.linalg.cholesky(cov)
-    inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(m, dtype=cov.dtype))
-    inv = 0.5 * (inv + jnp.conj(inv).T)
-    sy = jnp.matmul(inv, y, precision=HIGHEST)
-    mu = v.astype(y.dtype) * kron_rmatvec(factors, sy)
-    quad = _kron_quad_diag(factors, inv)
-    diag_sigma = jnp.maximum(v - v**2 * quad, 0)
-    resid_sq = sigma2**2 * jnp.sum(jnp.abs(sy) ** 2)
-    return mu, diag_sigma, resid_sq, jnp.sum(v * quad)
-
-
 class PCSBLState(NamedTuple):
     mu: jax.Array  # (N,) posterior mean
     var: jax.Array  # (N,) real posterior variances diag Σ
@@ -443,19 +385,6 @@ def _pc_sbl_jit(y, dictionary, noise_arg, *, settings: _PCSBLSettings, max_iters
 
 
 # ----------------------------------------------------------------------------- cSBL, Kronecker dictionary
-class _CSBLState(NamedTuple):
-    gamma: jax.Array  # (N,) real
-    iteration: jax.Array
-    converged: jax.Array
-
-
-def _csbl_step(prune: float, tol: float, state: _CSBLState, y, factors, sigma2) -> _CSBLState:
-    gamma = jnp.where(state.gamma < prune * jnp.max(state.gamma), 0, state.gamma)
-    mu, var, _, _ = kron_dense_posterior(y, factors, gamma, sigma2)
-    new = var + jnp.abs(mu) ** 2
-    return _CSBLState(new, state.iteration + 1, runner.relative_change(new, state.gamma) <= tol)
-
-
 def csbl_kron(
     y: jax.Array,
     factors: Sequence[jax.Array],
@@ -472,23 +401,5 @@ def csbl_kron(
     E-step is `kron_dense_posterior`: O(M³ + N Σ M_i²) per iteration instead of O(M² N), and no
     M x N matrix. Known noise variance only (the IRS experiment). Reference prune: 1e-4.
     """
-    y, factors = C.check_y_factors(y, factors)
-    V.check_positive(noise_var, "noise_var")
-    V.check_in_range(prune, "prune", 0.0, 1.0, high_inclusive=False)
-    max_iters = V.check_int(max_iters, "max_iters", minimum=1)
-    tol = C.check_tol(tol)
-    rdt = C.real_dtype(y.dtype)
-    return _csbl_jit(y, factors, jnp.asarray(noise_var, rdt), prune=float(prune), tol=tol, max_iters=max_iters)
-
-
-@partial(jax.jit, static_argnames=("prune", "tol", "max_iters"))
-def _csbl_jit(y, factors, sigma2, *, prune: float, tol: float, max_iters: int):
-    rdt = C.real_dtype(y.dtype)
-    n = 1
-    for f in factors:
-        n *= f.shape[1]
-    state = _CSBLState(jnp.ones((n,), rdt), jnp.asarray(0, jnp.int32), jnp.asarray(False))
-    final, info = runner.run(partial(_csbl_step, prune, tol), state, (y, factors, sigma2), max_iters=max_iters)
-    gamma = jnp.where(final.gamma < prune * jnp.max(final.gamma), 0, final.gamma)
-    mu = kron_dense_posterior(y, factors, gamma, sigma2)[0]
-    return C.SBLResult(mu, (gamma,), sigma2, info.iterations, info.converged)
+    V.check_positive(noise_var, "noise_var")  # known noise only (sbl() would learn it from None)
+    return sbl(y, tuple(factors), noise_var=noise_var, prune=prune, max_iters=max_iters, tol=tol)
