@@ -35,7 +35,6 @@ from jax import lax
 
 from jsparse.core import runner
 from jsparse.core import validation as V
-from jsparse.core.kron import kron_rmatvec
 from jsparse.sbl import _common as C
 from jsparse.sbl._estep import kron_dense_posterior, posterior_eig_m
 from jsparse.sbl._mstep import normalise
