@@ -15,10 +15,8 @@ import numpy as np
 from jsparse.core import runner
 from jsparse.core.validation import check_array, check_choice, check_int, check_positive
 from jsparse.unmixing._common import UnmixingResult, check_image, check_num_endmembers, mm, sparsity_lambda
-from jsparse.unmixing.fcls import fcls_solve
 from jsparse.unmixing.mu import GUIDANCES, LOSSES, MUArgs, MUConfig, mu_init, mu_step
-from jsparse.unmixing.robust import whitening_scales
-from jsparse.unmixing.vca import vca_indices
+from jsparse.unmixing.vca import vca_fcls
 
 __all__ = ["rrlbs", "solve_mu", "mu_method"]
 
@@ -36,10 +34,7 @@ def _initial_point(Y, R, key, init, fcls_iters, init_floor):
     """
     N = Y.shape[1]
     if init in ("vca", "vca_whitened"):
-        Yw = whitening_scales(Y)[:, None] * Y if init == "vca_whitened" else Y
-        idx = vca_indices(Yw, R, key)
-        M0 = Y[:, idx]
-        A0, _ = fcls_solve(Yw, Yw[:, idx], max_iters=fcls_iters, tol=0.0)
+        M0, A0, _ = vca_fcls(Y, R, key, whiten=init == "vca_whitened", fcls_iters=fcls_iters, tol=0.0)
     else:
         idx = jax.random.choice(key, N, (R,), replace=False)
         M0 = Y[:, idx]

@@ -96,6 +96,18 @@ def vca_indices(Y: jax.Array, num_endmembers: int, key: jax.Array, snr_db=None) 
     return jnp.stack(idx)
 
 
+def vca_fcls(Y, R: int, key, *, whiten: bool = False, snr_db=None, fcls_iters: int = 500, tol: float = 1e-7):
+    """(M (L, R) raw VCA pixels, A (R, N) FCLS abundances, FCLS info); no validation (internal).
+
+    With `whiten`, VCA and FCLS see the noise-whitened rows s_l * y^l (`robust.whitening_scales`),
+    so corrupted bands neither choose the pixels nor drive the abundances; M is still raw pixels.
+    """
+    Yw = whitening_scales(Y)[:, None] * Y if whiten else Y
+    idx = vca_indices(Yw, R, key, snr_db)
+    A, info = fcls_solve(Yw, Yw[:, idx], max_iters=fcls_iters, tol=tol)
+    return Y[:, idx], A, info
+
+
 def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol: float = 1e-7,
         whiten: bool = False, clip_negative: bool = False) -> UnmixingResult:
     """VCA endmembers followed by FCLS abundances ("VCA-FCLS").
@@ -123,9 +135,6 @@ def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol:
         raise ValueError(f"snr_db: expected a finite number of dB or None, got {snr_db!r}")
     if not isinstance(whiten, (bool, np.bool_)):
         raise ValueError(f"whiten: expected a bool, got {whiten!r}")
-    Yw = whitening_scales(Y)[:, None] * Y if whiten else Y
-    idx = vca_indices(Yw, R, key, snr_db)
-    M = Y[:, idx]
-    A, info = fcls_solve(Yw, Yw[:, idx], max_iters=fcls_iters, tol=tol)
+    M, A, info = vca_fcls(Y, R, key, whiten=whiten, snr_db=snr_db, fcls_iters=fcls_iters, tol=tol)
     return UnmixingResult(M, A, jnp.zeros((Y.shape[1],), Y.dtype), info.trace, info.iterations, info.converged)
 
