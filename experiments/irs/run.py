@@ -53,6 +53,7 @@ REFERENCE = {
     "csbl": {"nmse": [0.953, 0.724, 0.463, 0.228, 0.144], "ser": [0.37, 0.24, 0.11, 0.10, 0.063]},
 }
 NUM_SYMBOLS = 100_000
+TRAININGS = ("fixed", "matlab", "per-trial")
 
 
 def estimate(method: str, p: irs.IRSProblem):
@@ -84,9 +85,13 @@ def estimate(method: str, p: irs.IRSProblem):
 def problem(key, snr_db, dtype_name, training, training_seed) -> irs.IRSProblem:
     """One realisation. training="fixed": pilots and configurations drawn once from
     PRNGKey(training_seed) and shared by every realisation (the reference script);
+    "matlab": the draw main.m makes in a fresh MATLAB session (`irs.matlab_training`), shared;
     "per-trial": drawn from the realisation's key."""
     dt = jnp.dtype(dtype_name)
-    tr = irs.draw_training(jax.random.PRNGKey(training_seed), dtype=dt) if training == "fixed" else None
+    if training == "matlab":
+        tr = irs.matlab_training(dtype=dt)
+    else:
+        tr = irs.draw_training(jax.random.PRNGKey(training_seed), dtype=dt) if training == "fixed" else None
     return irs.simulate(key, snr_db, dtype=dt, training=tr)
 
 
@@ -267,13 +272,14 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, trials: int |
     realisations for PC-SBL and cSBL (default 1 quick, `trials` full); dense: "run" (compute the
     missing realisations, resuming from checkpoints; the default with quick=False), "load" (report
     only the finished ones; needs resume) or "skip" (the default with quick=True: one cSBL
-    realisation alone takes minutes on 2 cores); training: "fixed" (reference) or "per-trial"; training_seed: seed of the
-    shared pilots/configurations.
+    realisation alone takes minutes on 2 cores); training: "fixed" (drawn once from training_seed, the reference's
+    design), "matlab" (the reference's own draw, `irs.matlab_training`) or "per-trial"; training_seed: seed of
+    the shared pilots/configurations.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if training not in ("fixed", "per-trial"):
-        raise ValueError(f"training: expected 'fixed' or 'per-trial', got {training!r}")
+    if training not in TRAININGS:
+        raise ValueError(f"training: expected one of {TRAININGS}, got {training!r}")
     dense = dense or ("skip" if quick else "run")
     if dense not in ("run", "load", "skip"):
         raise ValueError(f"dense: expected 'run', 'load' or 'skip', got {dense!r}")
@@ -352,8 +358,9 @@ if __name__ == "__main__":
     ap.add_argument("--dense", choices=("run", "load", "skip"), default=None,
                     help="PC-SBL/cSBL: compute missing realisations (resumable; default with --full), "
                          "report finished ones only, or skip (default without --full)")
-    ap.add_argument("--training", choices=("fixed", "per-trial"), default="fixed",
-                    help="pilots/IRS configurations drawn once per run (reference) or per realisation")
+    ap.add_argument("--training", choices=TRAININGS, default="fixed",
+                    help="pilots/IRS configurations drawn once per run from --training-seed (reference design), "
+                         "the reference's own draw (MATLAB's start-up random stream), or per realisation")
     ap.add_argument("--training-seed", type=int, default=0)
     ap.add_argument("--c64", dest="x64", action="store_false", help="complex64 instead of complex128 (loses ~7 dB, see docs/irs.md)")
     ap.add_argument("--methods", nargs="*", default=None, choices=METHODS + ["oracle"])

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import ndtr
 
 from jsparse.core import linalg
@@ -51,6 +52,7 @@ __all__ = [
     "IRSProblem",
     "Training",
     "draw_training",
+    "matlab_training",
     "ms_coherence",
     "steering",
     "cascaded_dictionary",
@@ -179,6 +181,31 @@ def draw_training(key: jax.Array, setup: IRSSetup = IRSSetup(), dtype=jnp.comple
     signs = jax.random.bernoulli(k_c, 0.5, (setup.redraws, setup.configs, setup.irs_elements))
     candidates = jnp.where(signs, 1.0, -1.0).astype(rdt) / jnp.sqrt(jnp.asarray(setup.irs_elements, rdt))
     return Training(pilots.astype(dtype), candidates)
+
+
+def matlab_training(setup: IRSSetup = IRSSetup(), dtype=jnp.complex64) -> Training:
+    """The pilots and configurations the reference `main.m` draws in a fresh MATLAB session.
+
+    main.m's first random statements are `X = pilot_gen(N_M, K_P)/√N_M` (one `rand` per entry,
+    column-major, QPSK by quarter: [0, .25) → (1+j)/√2, [.25, .5) → (1−j)/√2, [.5, .75) → (−1+j)/√2,
+    else (−1−j)/√2) and `irs_pattern = ((rand(N_I, K_I) > 0.5)·2 − 1)/√N_I`. MATLAB's start-up
+    generator (Mersenne Twister, `rng default`) yields the same doubles as
+    `numpy.random.RandomState(5489).random_sample` (0.8147, 0.9058, 0.1270, ...), so this is that
+    draw, assuming the authors' results came from one run of main.m in a fresh session (not
+    confirmed). Candidate rows 1.. (the redraw, which never fires at the 1e-5 threshold) continue
+    the same stream. Returns a `Training` with host-computed constants.
+    """
+    check_setup(setup)
+    _check_dtype(dtype)
+    rng = np.random.RandomState(5489)
+    nm, kp, ni, ki = setup.ms_antennas, setup.pilots, setup.irs_elements, setup.configs
+    u = rng.random_sample(nm * kp)
+    qpsk = np.select([u < 0.25, u < 0.5, u < 0.75], [1 + 1j, 1 - 1j, -1 + 1j], -1 - 1j) / np.sqrt(2)
+    pilots = qpsk.reshape(kp, nm).T / np.sqrt(nm)  # MATLAB reshape(s, N_M, K_P) is column-major
+    signs = (rng.random_sample(setup.redraws * ki * ni) > 0.5) * 2.0 - 1.0
+    candidates = signs.reshape(setup.redraws, ki, ni) / np.sqrt(ni)  # rand(N_I, K_I): column k = slot k
+    rdt = real_dtype(dtype)
+    return Training(jnp.asarray(pilots, dtype), jnp.asarray(candidates, rdt))
 
 
 def _check_training(training: Training, setup: IRSSetup) -> Training:

@@ -98,6 +98,22 @@ def test_shared_training_and_per_realisation_default():
         sim(key, 8.0, training=tr)  # SMALL-sized training for the reference setup
 
 
+
+def test_matlab_training_reproduces_the_reference_draw(x64):
+    """matlab_training = main.m's first rand calls in a fresh MATLAB session. MATLAB documents
+    rand(1, 10) after `rng default` as 0.8147 0.9058 0.1270 0.9134 0.6324 0.0975 0.2785 0.5469
+    0.9575 0.9649; pilot_gen maps quarters of [0, 1] to QPSK symbols, column-major."""
+    matlab_rand = np.array([0.8147, 0.9058, 0.1270, 0.9134, 0.6324, 0.0975, 0.2785, 0.5469, 0.9575, 0.9649])
+    np.testing.assert_allclose(np.random.RandomState(5489).random_sample(10), matlab_rand, atol=5e-5)
+    tr = irs.matlab_training(dtype=jnp.complex128)
+    qpsk = {0: 1 + 1j, 1: 1 - 1j, 2: -1 + 1j, 3: -1 - 1j}
+    first = np.array([qpsk[int(u // 0.25)] for u in matlab_rand[:6]]) / np.sqrt(2 * 6)
+    np.testing.assert_allclose(np.asarray(tr.pilots)[:, 0], first, atol=1e-15)  # X(:, 1) = s(1:6)
+    assert tr.pilots.shape == (6, 3) and tr.candidates.shape == (16, 6, 256)
+    np.testing.assert_allclose(np.abs(np.asarray(tr.candidates)), 1 / 16)
+    p = sim(jax.random.PRNGKey(1), 16.0, dtype=jnp.complex128, training=tr)
+    np.testing.assert_array_equal(np.asarray(p.thetas), np.asarray(tr.candidates[0]))
+
 # Pilots (times √12) of a per-realisation draw that made realisation 7 of the first 50 fail for every
 # method: Φ_MS columns 0, 6 and 12 (spatial frequencies −1, −1/3, 1/3) are exactly collinear, so the
 # MS angle 12 cannot be told from 0 and 6 with these 3 pilots.
