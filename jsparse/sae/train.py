@@ -42,7 +42,7 @@ from . import gba
 from .pipeline import Prefetcher, batch_iter, check_batch
 from .model import SAE, step_fn
 
-__all__ = ["train", "TrainState", "METHODS", "METHOD_DEFAULTS", "build", "make_step", "init_state"]
+__all__ = ["train", "TrainState", "METHODS", "METHOD_DEFAULTS", "build", "make_step", "init_state", "quantile_bias"]
 
 METHODS = ("gba", "ba", "topk", "batchtopk", "relu_l1", "jumprelu")
 
@@ -198,14 +198,28 @@ def _cached_step(graphdef, opts: Options, static, lr: float, width: int):
     return make_step(graphdef, opts, cfg, optax.adam(lr))
 
 
-def init_state(model: SAE, optimizer, cfg: gba.GBAConfig | None, x0: jax.Array, normalize: bool) -> TrainState:
-    """Set the input scale and pre-bias from the first batch x0, then the fresh TrainState."""
+def quantile_bias(u: jax.Array, targets: jax.Array, low: float = -1.0, high: float = 0.0) -> jax.Array:
+    """Biases (M,) at which latent m fires on a fraction targets[m] of the rows of u (B, M):
+    b_m = -(the (1 - p_m) empirical quantile of u[:, m]) (order statistic ceil((1 - p_m) B) - 1 of
+    the sorted column: the top floor(p_m B) rows fire), clamped to [low, high]."""
+    b = u.shape[0]
+    srt = jnp.sort(u, axis=0)
+    idx = jnp.clip(jnp.ceil((1 - targets) * b).astype(jnp.int32) - 1, 0, b - 1)
+    return jnp.clip(-jnp.take_along_axis(srt, idx[None, :], axis=0)[0], low, high).astype(u.dtype)
+
+
+def init_state(model: SAE, optimizer, cfg: gba.GBAConfig | None, x0: jax.Array, normalize: bool,
+               bias_init: str = "zero") -> TrainState:
+    """Set the input scale and pre-bias from the first batch x0 (and, with bias_init="quantile",
+    the GBA/BA biases at their targets' quantiles on x0), then the fresh TrainState."""
     dtype = model.w_enc[...].dtype
     x0 = jnp.asarray(x0, dtype)
     if normalize:
         model.input_scale[...] = (1.0 / jnp.sqrt(jnp.mean(jnp.sum(x0**2, axis=1)))).astype(dtype)
     if model.b_pre is not None:
         model.b_pre[...] = jnp.mean(x0, axis=0) * model.input_scale[...]
+    if bias_init == "quantile" and cfg is not None and model.bias is not None:
+        model.bias[...] = quantile_bias(model.projections(x0), cfg.targets.astype(dtype), cfg.bias_low, cfg.bias_high)
     _, params, rest = nnx.split(model, nnx.Param, ...)
     width = model.width
     targets = jnp.array(cfg.targets) if cfg is not None else jnp.ones((width,), dtype)
@@ -254,6 +268,7 @@ def train(
     bandwidth: float = 0.05,
     scale_init: float | None = None,
     scale_warmup: int = 0,
+    bias_init: str = "zero",
     normalize: bool = True,
     dtype=jnp.float32,
     log_every: int = 10,
@@ -274,6 +289,9 @@ def train(
       relu_l1 / jumprelu. aux_coef, aux_k (default d // 2), dead_steps: AuxK and the dead flag.
       scale_warmup: the output scale a (GBA/BA) is frozen at `scale_init` for this many steps,
       so every latent learns from the whole input (the theory's decoupled a -> 0 phase).
+      bias_init (GBA/BA): "zero" (the paper: every bias starts at 0, about half the latents fire,
+      and the rule walks them down) or "quantile" (each bias starts where its latent fires at its
+      target frequency on the first batch, `quantile_bias`; the rule then tracks the drift).
     Returns: (model, history) with history[name] (steps // log_every,) for name in HISTORY_KEYS
       (loss, mse and fvu per batch in normalised units; l0 mean active latents per sample; dead
       = fraction of latents silent for more than dead_steps steps).
@@ -318,6 +336,7 @@ def train(
     if scale_init is None:  # small a for GBA/BA: the theory's a -> 0 decoupling (see docs/sae.md)
         scale_init = 0.01 if method in ("gba", "ba") else 1.0
     scale_warmup = val.check_int(scale_warmup, "scale_warmup", minimum=0)
+    val.check_choice(bias_init, "bias_init", ("zero", "quantile"))
     opts = Options(method, k, float(l1), float(l0), float(aux_coef), aux_k, int(dead_steps), float(threshold_rate),
                    scale_warmup=scale_warmup)
 
@@ -325,7 +344,7 @@ def train(
                   jump_threshold=jump_threshold, bandwidth=bandwidth, scale_init=scale_init, dtype=dtype)
     user_optimizer = optimizer is not None
     optimizer = optimizer if user_optimizer else optax.adam(lr)
-    state = init_state(model, optimizer, cfg, x0, normalize)
+    state = init_state(model, optimizer, cfg, x0, normalize, bias_init)
     graphdef = nnx.graphdef(model)
     if user_optimizer:
         step_fn_ = make_step(graphdef, opts, cfg, optimizer)
@@ -340,6 +359,8 @@ def train(
     meta = dict(method=method, width=width, steps=steps, d=d, batch_size=batch_size, log_every=log_every,
                 opts={k_: v for k_, v in opts._asdict().items() if not (k_ == "scale_warmup" and v == 0)},
                 lr=lr, dtype=str(jnp.dtype(dtype)))  # (scale_warmup 0 omitted: older checkpoints still resume)
+    if bias_init != "zero":
+        meta["bias_init"] = bias_init
     if ckpt is not None and resume and (ckpt / "state.npz").exists():
         saved_meta = records.read_json(ckpt / "meta.json")
         if saved_meta != json.loads(json.dumps(records.to_builtin(meta))):

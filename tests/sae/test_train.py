@@ -80,6 +80,7 @@ def test_resume_is_bit_identical(small, tmp_path, method):
         (dict(method="ba", target=1.0), "target"),
         (dict(method="nope"), "method"),
         (dict(scale_warmup=-1), "scale_warmup"),
+        (dict(bias_init="median"), "bias_init"),
         (dict(method="topk", k=17), "k"),
     ],
 )
@@ -123,3 +124,33 @@ def test_scale_warmup_freezes_output_scale_then_releases(small):
     assert not np.allclose(np.asarray(state.params["w_enc"][...]), w0)
     state, _ = step(state, small.batch(4))
     assert np.all(np.asarray(state.params["scale"][...]) != a0)
+
+
+def test_quantile_bias_fires_at_each_target_and_clamps():
+    """b_m = -(1 - p_m) quantile of u[:, m]: exactly floor(p_m B) of B distinct values fire; the
+    clamp [-1, 0] binds for columns whose quantile lies outside [0, 1]."""
+    from jsparse.sae.train import quantile_bias
+
+    rng = np.random.default_rng(0)
+    u = 0.3 + 0.2 * rng.normal(size=(1000, 6))  # every quantile used lies in (0, 1)
+    p = np.array([0.5, 0.2, 0.1, 0.05, 0.01, 0.001])
+    b = np.asarray(quantile_bias(jnp.asarray(u, jnp.float32), jnp.asarray(p, jnp.float32)))
+    np.testing.assert_array_equal(((u.astype(np.float32) + b) > 0).sum(axis=0), np.floor(p * 1000))
+    np.testing.assert_allclose(-b, [np.sort(u[:, m])[int(np.ceil((1 - p[m]) * 1000)) - 1] for m in range(6)], rtol=1e-6)
+    wide = np.asarray(quantile_bias(jnp.asarray(10 * u), jnp.asarray(p)))  # quantiles > 1: clamped at -1
+    assert np.all(wide >= -1.0) and wide[-1] == -1.0
+    low = np.asarray(quantile_bias(jnp.asarray(u - 5), jnp.asarray(p)))  # all negative: clamped at 0
+    np.testing.assert_array_equal(low, 0.0)
+
+
+def test_bias_init_quantile_starts_gba_at_its_targets(small):
+    """With bias_init="quantile" the first step's L0 (codes of the first batch, before any update)
+    is sum_m floor(p_m B) / B up to the few latents where the [-1, 0] clamp binds; with the paper's
+    zero init about half the latents fire."""
+    targets = [0.2, 0.1, 0.05, 0.02]
+    kw = dict(method="gba", width=64, steps=1, key=jax.random.PRNGKey(3), targets=targets, log_every=1)
+    _, hq = sae.train(small, bias_init="quantile", **kw)
+    _, hz = sae.train(small, **kw)
+    want = 16 * sum(np.floor(np.array(targets) * 256)) / 256
+    assert hq["l0"][0] == pytest.approx(want, rel=0.05)
+    assert hz["l0"][0] > 20  # zero biases: ~half of 64 fire
