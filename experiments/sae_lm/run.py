@@ -153,6 +153,8 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
         cfg["bias_rule"]["update_every"] = int(options["update_every"])
     if options.get("gba_scale_init") is not None:  # GBA/BA output-scale init (sae.train default 0.01)
         cfg["bias_rule"]["scale_init"] = float(options["gba_scale_init"])
+    if options.get("gba_bias_init") is not None:  # "zero" (paper) or "quantile" (sae.train bias_init)
+        cfg["bias_rule"]["bias_init"] = str(options["gba_bias_init"])
     if options.get("gba_untied"):
         cfg["bias_rule"]["tied"] = False
     if options.get("l0_targets") is not None:
@@ -354,6 +356,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--gba-scale-init", type=float, default=None, help="GBA/BA output scale init (train default 0.01)")
     p.add_argument("--gba-untied", action="store_true", help="GBA/BA with an untied decoder")
+    p.add_argument("--gba-bias-init", choices=("zero", "quantile"), default=None,
+                   help="GBA/BA bias start: 0 (paper) or each latent's target quantile on the first batch")
     a = p.parse_args(argv)
     out = Path(a.out or f"results/{NAME}{'' if a.full else '_quick'}")
     out.mkdir(parents=True, exist_ok=True)
@@ -363,7 +367,7 @@ def main(argv=None):
               train_tokens=a.train_tokens, test_tokens=a.test_tokens, batch=a.batch, aux_k=a.aux_k,
               l0_targets=a.l0_targets.split(",") if a.l0_targets else None, calib_rounds=a.calib_rounds,
               factor0=a.factor0, decades=a.decades, gamma=a.gamma, update_every=a.update_every, lr=a.lr,
-              gba_scale_init=a.gba_scale_init, gba_untied=a.gba_untied))
+              gba_scale_init=a.gba_scale_init, gba_untied=a.gba_untied, gba_bias_init=a.gba_bias_init))
 
 
 if __name__ == "__main__":
