@@ -309,14 +309,22 @@ def _summary(res, quick: bool) -> str:
         lines.append(f"| {m} | {l0} | {v['l0']:.1f} | {v['fvu']:.4f} | {v['dead_fraction']:.3f} | {v['n']} |")
     lines += ["", "Issue target: GBA FVU within 10 % of TopK's (or better) at matched L0, with fewer dead latents "
               "(3 seeds, --full). No published number exists for this model/layer.", ""]
+    topk_curve = sorted((v["l0"], v["fvu"]) for (m, _), v in agg.items() if m == "topk")
     for l0 in cfg["l0_targets"]:
         g, t = agg.get(("gba", l0)), agg.get(("topk", l0))
         if g and t:
             matched = abs(np.log(g["l0"] / t["l0"])) <= np.log(1.25)  # L0 within 25 %
             ok = g["fvu"] <= 1.1 * t["fvu"] and g["dead_fraction"] <= t["dead_fraction"]
             verdict = ("met" if ok else "not met") if matched else "not decidable: L0 not matched within 25 %"
+            dead = ("fewer" if g["dead_fraction"] < t["dead_fraction"] else
+                    "as many" if g["dead_fraction"] == t["dead_fraction"] else "more")
+            at_same = ""
+            if len(topk_curve) >= 2:  # TopK's FVU at GBA's own L0, log-log through the TopK runs
+                ref = np.exp(np.interp(np.log(g["l0"]), *np.log(np.array(topk_curve)).T))
+                at_same = f"; TopK interpolated to L0 {g['l0']:.1f}: FVU {ref:.4f}, ratio {g['fvu'] / ref:.3f}"
             lines.append(f"- L0 target {l0}: GBA/TopK FVU ratio {g['fvu'] / t['fvu']:.3f} (L0 {g['l0']:.1f} vs "
-                         f"{t['l0']:.1f}), dead {g['dead_fraction']:.3f} vs {t['dead_fraction']:.3f}: {verdict}")
+                         f"{t['l0']:.1f}{at_same}), dead {g['dead_fraction']:.3f} vs {t['dead_fraction']:.3f} "
+                         f"({dead}): {verdict}")
     if res.get("calibration"):
         lines += ["", "GBA/BA target calibration (seed-0 pilot runs; targets scaled so width x mean target = factor x "
                   "L0; L0 measured on the first train tokens):", ""]
