@@ -170,10 +170,17 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--l0", type=float, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bias-init", choices=("zero", "quantile"), default=None,
+                   help="gba / ba: biases start at 0 (paper) or at each latent's target quantile on the first batch")
+    p.add_argument("--tied", choices=("yes", "no"), default=None, help="decoder tied to the encoder (gba/ba default: yes)")
+    p.add_argument("--scale-init", type=float, default=None, help="gba / ba: initial output scale a (default 0.01)")
     a = p.parse_args(argv)
     from .store import ActivationStore
 
-    kw = {k: getattr(a, k) for k in ("k", "target", "l1", "l0", "lr") if getattr(a, k) is not None}
+    kw = {k: getattr(a, k) for k in ("k", "target", "l1", "l0", "lr", "bias_init", "scale_init")
+          if getattr(a, k) is not None}
+    if a.tied is not None:
+        kw["tied"] = a.tied == "yes"
     try:
         store = ActivationStore(a.store)
         model, hist = train_on_store(store, a.out, method=a.method, width=a.width, steps=a.steps,

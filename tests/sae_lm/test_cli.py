@@ -53,6 +53,13 @@ def test_harvest_then_train(tiny_bert, tmp_path, capsys, monkeypatch):
     assert 0 < res["eval_fvu"] < 1.5 and 0 < res["eval_l0"] <= 4
     assert (tmp_path / "run" / "saelens" / "cfg.json").exists()
     assert (tmp_path / "run" / "checkpoint" / "state.npz").exists()
+    # GBA in the experiment's LM configuration (quantile bias start, untied, a = 1) from the CLI
+    gba = [*tr[:5], str(tmp_path / "gba"), "--method", "gba", "--width", "32", "--steps", "20", "--batch-size", "64",
+           "--bias-init", "quantile", "--tied", "no", "--scale-init", "1"]
+    assert cli.train_main(gba) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 < res["eval_fvu"] < 1.5 and 0 < res["eval_l0"] < 32
+    assert (tmp_path / "gba" / "saelens" / "sae_weights.safetensors").exists()
 
 
 def test_bad_arguments_exit_2(tiny_bert, tmp_path, capsys):
