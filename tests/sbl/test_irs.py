@@ -199,3 +199,19 @@ def test_bad_inputs():
         irs.channel_nmse(jnp.zeros(17, jnp.complex64), p)
     with pytest.raises(ValueError, match="est_channels"):
         irs.ser_qpsk(p.channels[:, :-1], p.channels, 10.0)
+
+
+def test_tail_study_subset_probability_is_hypergeometric():
+    """The tail study's P(statistic of a random subset) against the closed form: with b bad of R
+    realisations, P(a subset of n has none) = C(R - b, n) / C(R, n)."""
+    from math import comb
+
+    from experiments.irs.tail_study import subset_probability
+
+    rng = np.random.default_rng(0)
+    none_bad = lambda s: np.all(s == 0, axis=1)  # noqa: E731
+    v = np.zeros(10)
+    v[3] = 1.0
+    assert subset_probability(v, none_bad, 5, 20_000, rng) == pytest.approx(comb(9, 5) / comb(10, 5), abs=0.02)
+    v[7] = 1.0
+    assert subset_probability(v, none_bad, 3, 20_000, rng) == pytest.approx(comb(8, 3) / comb(10, 3), abs=0.02)
