@@ -17,8 +17,6 @@ from __future__ import annotations
 from experiments import _env  # noqa: F401  (XLA flags before jax)
 
 import argparse
-import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -95,11 +93,7 @@ def _evaluate(model, stream, num_batches, features):
 
 def _fingerprint(stream, **settings) -> str:
     """Hash of the problem (its features and first two batches) and the run settings."""
-    h = hashlib.sha256()
-    for arr in (stream.features, stream.batch(0), stream.batch(1)):
-        h.update(np.ascontiguousarray(np.asarray(arr)).tobytes())
-    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
+    return records.fingerprint(settings, (stream.features, stream.batch(0), stream.batch(1)))
 
 
 def _run(out: Path, name: str, stream, resume: bool, *, method, width, steps, eval_batches, seed=1, **kw):

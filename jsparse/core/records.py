@@ -11,6 +11,7 @@ never a truncated one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ import jax
 import numpy as np
 
 __all__ = [
+    "fingerprint",
     "environment",
     "to_builtin",
     "atomic_write_bytes",
@@ -148,3 +150,14 @@ def load_pytree(path: str | os.PathLike, template: Any) -> Any:
                 )
             loaded.append(arr)
     return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(a) for a in loaded])
+
+
+def fingerprint(settings: Any, arrays=(), length: int = 16) -> str:
+    """Cache key: the first `length` hex digits of SHA-256 over the raw bytes of `arrays` (in
+    order) and then `settings` as key-sorted JSON. Changes whenever the problem data or a setting
+    does, so a cached result is never reused for other inputs."""
+    h = hashlib.sha256()
+    for arr in arrays:
+        h.update(np.ascontiguousarray(np.asarray(arr)).tobytes())
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:length]

@@ -57,3 +57,20 @@ def test_json_and_pytree_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     env = records.environment()
     assert env["jax"] == jax.__version__ and env["backend"] == jax.default_backend()
+
+
+def test_fingerprint_is_sha256_of_arrays_then_sorted_json():
+    import hashlib
+    import json
+
+    from jsparse.core.records import fingerprint
+
+    s = {"b": 2, "a": [1, 0.5]}
+    want = hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()
+    assert fingerprint(s, length=64) == want and fingerprint(s, length=8) == want[:8]
+    x = np.arange(6.0).reshape(2, 3)
+    h = hashlib.sha256(x.tobytes())
+    h.update(json.dumps(s, sort_keys=True).encode())
+    assert fingerprint(s, (x,)) == h.hexdigest()[:16]
+    assert fingerprint(s, (x.T,)) != fingerprint(s, (x,))  # other data, other key
+    assert fingerprint({"a": [1, 0.5], "b": 3}) != fingerprint(s)
