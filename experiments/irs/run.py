@@ -90,8 +90,10 @@ def problem(key, snr_db, dtype_name, training, training_seed) -> irs.IRSProblem:
     dt = jnp.dtype(dtype_name)
     if training == "matlab":
         tr = irs.matlab_training(dtype=dt)
+    elif training == "fixed":
+        tr = irs.draw_training(jax.random.PRNGKey(training_seed), dtype=dt)
     else:
-        tr = irs.draw_training(jax.random.PRNGKey(training_seed), dtype=dt) if training == "fixed" else None
+        tr = None
     return irs.simulate(key, snr_db, dtype=dt, training=tr)
 
 
