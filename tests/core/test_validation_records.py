@@ -61,7 +61,6 @@ def test_json_and_pytree_round_trip(tmp_path):
 
 def test_fingerprint_is_sha256_of_arrays_then_sorted_json():
     import hashlib
-    import json
 
     from jsparse.core.records import fingerprint
 
