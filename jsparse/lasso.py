@@ -5,25 +5,26 @@ Problem:  minimise_x  0.5 ||A x - y||_2^2 + lam ||x||_1,   A: (M, N), y: (M,), x
 For complex data ||x||_1 = sum_n |x_n| and the proximal map is the complex soft threshold
 x * max(1 - tau/|x|, 0). The step size is 1/L with L = ||A||_2^2 (largest singular value squared).
 
-This module is the reference user of `jsparse.core.runner`: its fixed-point map
+`FISTA` / `ISTA` are the solver objects (settings only; `init`, `step`, `result`, `fixed_point`
+over the data (A, y)); `fista` / `ista` validate, build one and run it. The fixed-point map
 T(x) = prox_{s lam}(x - s A^H (A x - y)) gives implicit gradients (`adjoint="implicit"`), and
 `adjoint="unrolled"` differentiates through the iterations. It also serves as a sparse-recovery
 baseline for the families.
 """
 from __future__ import annotations
 
-from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 from jax import lax
 
 from jsparse.core import linalg, runner, validation
+from jsparse.core.linalg import HIGHEST as _HIGHEST
 
-__all__ = ["LassoState", "LassoResult", "init", "step", "fixed_point", "objective", "fista", "ista", "soft_threshold"]
-
-_HIGHEST = lax.Precision.HIGHEST
+__all__ = ["FISTA", "ISTA", "LassoState", "LassoResult", "init", "step", "fixed_point", "objective", "fista", "ista",
+           "soft_threshold"]
 
 
 class LassoState(NamedTuple):
@@ -38,7 +39,7 @@ class LassoState(NamedTuple):
 
 
 class LassoResult(NamedTuple):
-    """x: (N,) solution; objective: (max_iters,) trace (NaN after the stop)."""
+    """x: (N,) solution; objective: (max_iters,) trace (NaN after the stop; None from a hand-run state)."""
 
     x: jax.Array
     iterations: jax.Array
@@ -65,14 +66,19 @@ def objective(x: jax.Array, A: jax.Array, y: jax.Array, lam: jax.Array) -> jax.A
     return 0.5 * jnp.sum(jnp.abs(r) ** 2) + lam * jnp.sum(jnp.abs(x))
 
 
+def _step_size(A: jax.Array) -> jax.Array:
+    real = jnp.finfo(A.dtype).dtype
+    lipschitz = linalg.spectral_norm(A) ** 2
+    return (1.0 / jnp.maximum(lipschitz, jnp.finfo(real).tiny)).astype(real)
+
+
 def init(A: jax.Array, y: jax.Array, x0: jax.Array | None = None) -> LassoState:
     """Start at x0 (default 0) with step 1/||A||_2^2."""
     dtype = jnp.result_type(A, y)
     real = jnp.finfo(dtype).dtype
     x = jnp.zeros(A.shape[1], dtype) if x0 is None else x0.astype(dtype)
-    lipschitz = linalg.spectral_norm(A) ** 2
-    step_size = (1.0 / jnp.maximum(lipschitz, jnp.finfo(real).tiny)).astype(real)
-    return LassoState(x, x, jnp.ones((), real), step_size, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+    return LassoState(x, x, jnp.ones((), real), _step_size(A.astype(dtype)), jnp.zeros((), jnp.int32),
+                      jnp.zeros((), bool))
 
 
 def step(state: LassoState, A, y, lam, tol, accelerated: bool = True) -> LassoState:
@@ -95,22 +101,65 @@ def fixed_point(solution, A, y, lam, tol, step_size):
     return (soft_threshold(x - s * _gradient(x, A, y), s * lam),)
 
 
-@partial(jax.jit, static_argnames=("max_iters", "adjoint", "accelerated"))
-def _solve(A, y, lam, tol, x0, *, max_iters, adjoint, accelerated):
-    state = init(A, y, x0)
-    step_fn = partial(step, accelerated=accelerated)
-    trace = lambda st, A_, y_, lam_, _tol: objective(st.x, A_, y_, lam_)  # noqa: E731
-    final, info = runner.run(
-        lambda st, A_, y_, lam_, tol_: step_fn(st, A_, y_, lam_, tol_),
-        state,
-        (A, y, lam, tol),
-        max_iters=max_iters,
-        adjoint=adjoint,
-        fixed_point=lambda sol, A_, y_, lam_, tol_: fixed_point(sol, A_, y_, lam_, tol_, state.step_size),
-        solution=("x",),
-        trace_fn=trace,
-    )
-    return LassoResult(final.x, info.iterations, info.converged, info.finite, info.trace)
+class FISTA(struct.PyTreeNode):
+    """FISTA for the LASSO (Beck & Teboulle 2009) as a solver object; data are (A (M, N), y (M,)).
+
+    Attributes:
+      lam: l1 weight >= 0 (a pytree leaf: differentiable, vmappable, no recompilation).
+      max_iters: iteration budget (static). tol: stop when ||x_k - x_{k-1}|| / ||x_{k-1}|| < tol.
+      adjoint: `jsparse.core.adjoint` value or shorthand ("none", "unrolled", "implicit").
+      accelerated: False gives plain ISTA (see `ISTA`).
+
+    Example::
+
+        solver = FISTA(lam=0.1)
+        state = solver.init(A, y)
+        state, _ = jax.lax.scan(lambda s, _: (solver.step(s, A, y), None), state, None, length=100)
+        x = solver.result(state, A, y).x
+    """
+
+    lam: Any
+    max_iters: int = struct.field(pytree_node=False, default=500)
+    tol: float = struct.field(pytree_node=False, default=1e-6)
+    adjoint: Any = struct.field(pytree_node=False, default="none")
+    accelerated: bool = struct.field(pytree_node=False, default=True)
+    solution = ("x",)
+
+    def _lam(self, A):
+        return jnp.asarray(self.lam, jnp.finfo(A.dtype).dtype)
+
+    def init(self, A: jax.Array, y: jax.Array, x0: jax.Array | None = None) -> LassoState:
+        """State at x0 (default 0) with step size 1/||A||_2^2."""
+        return init(A, y, x0)
+
+    def step(self, state: LassoState, A: jax.Array, y: jax.Array) -> LassoState:
+        """One proximal-gradient iteration (pure; jit / vmap / lax.scan-able)."""
+        return step(state, A, y, self._lam(A), self.tol, self.accelerated)
+
+    def fixed_point(self, solution: tuple, A: jax.Array, y: jax.Array) -> tuple:
+        """(x,) -> (T(x),): the proximal-gradient map whose fixed points are the minimisers."""
+        return fixed_point(solution, A, y, self._lam(A), self.tol, _step_size(A))
+
+    def objective(self, state: LassoState, A: jax.Array, y: jax.Array) -> jax.Array:
+        """The LASSO objective at the state's x (the default trace)."""
+        return objective(state.x, A, y, self._lam(A))
+
+    def result(self, state: LassoState, A: jax.Array, y: jax.Array,
+               info: runner.RunInfo | None = None) -> LassoResult:
+        """LassoResult of a final state (`info` from the runner, or read off the state)."""
+        info = runner.info_from_state(state) if info is None else info
+        return LassoResult(state.x, info.iterations, info.converged, info.finite, info.trace)
+
+
+class ISTA(FISTA):
+    """Plain ISTA (proximal gradient without momentum); the same settings as `FISTA`."""
+
+    accelerated: bool = struct.field(pytree_node=False, default=False)
+
+
+@jax.jit
+def _solve(solver: FISTA, A, y, x0):
+    return runner.solve(solver, A, y, state=solver.init(A, y, x0), trace_fn=solver.objective)
 
 
 def fista(
@@ -120,18 +169,18 @@ def fista(
     *,
     max_iters: int = 500,
     tol: float = 1e-6,
-    adjoint: str = "none",
+    adjoint: str | runner.Adjoint = "none",
     x0: jax.Array | None = None,
     accelerated: bool = True,
 ) -> LassoResult:
-    """Solve the LASSO with FISTA (Beck & Teboulle 2009).
+    """Solve the LASSO with FISTA: validate, build a `FISTA` solver, run it.
 
     Args:
       A: (M, N) real or complex dictionary.
       y: (M,) measurements (same kind of dtype as A; the wider one is used).
       lam: l1 weight >= 0 (traced: a new value does not recompile).
       max_iters: iteration budget. tol: stop when ||x_k - x_{k-1}|| / ||x_{k-1}|| < tol.
-      adjoint: "none" | "unrolled" | "implicit" (see `jsparse.core.runner`).
+      adjoint: "none" | "unrolled" | "implicit" or an adjoint value (see `jsparse.core.adjoint`).
       x0: optional (N,) warm start.
       accelerated: False gives plain ISTA.
 
@@ -143,21 +192,14 @@ def fista(
     validation.check_positive(lam, "lam", allow_zero=True)
     validation.check_positive(tol, "tol", allow_zero=True)
     validation.check_int(max_iters, "max_iters", minimum=1)
-    runner.check_adjoint(adjoint)
+    adjoint = runner.check_adjoint(adjoint)
     if x0 is not None:
         x0 = validation.check_array(x0, "x0", shape=(A.shape[1],), dtype="inexact")
     dtype = jnp.result_type(A, y)
     real = jnp.finfo(dtype).dtype
-    return _solve(
-        A.astype(dtype),
-        y.astype(dtype),
-        jnp.asarray(lam, real),
-        jnp.asarray(tol, real),
-        x0,
-        max_iters=max_iters,
-        adjoint=adjoint,
-        accelerated=accelerated,
-    )
+    solver = FISTA(jnp.asarray(lam, real), max_iters=max_iters, tol=float(tol), adjoint=adjoint,
+                   accelerated=accelerated)
+    return _solve(solver, A.astype(dtype), y.astype(dtype), x0)
 
 
 def ista(A, y, lam, **kwargs) -> LassoResult:

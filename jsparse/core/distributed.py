@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 __all__ = ["DATA_AXIS", "MODEL_AXIS", "data_mesh", "shard_batch", "replicate", "shard_axis_of_size"]
 

@@ -16,6 +16,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from jsparse.core.linalg import HIGHEST as _HIGHEST
+
 __all__ = [
     "mode_product",
     "kron_matvec",
@@ -25,7 +27,6 @@ __all__ = [
     "kron_diag_gram",
 ]
 
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def mode_product(tensor: jax.Array, matrix: jax.Array, mode: int) -> jax.Array:

@@ -21,9 +21,11 @@ import jax
 import jax.numpy as jnp
 from jax import custom_batching
 
-__all__ = ["eigh", "spectral_norm", "svd"]
+__all__ = ["HIGHEST", "eigh", "spectral_norm", "svd"]
 
-_HIGHEST = jax.lax.Precision.HIGHEST
+# The one precision constant of the package: matmuls that feed a covariance, a Cholesky or an
+# eigendecomposition use it, so accelerators do not silently drop to TF32/bf16 passes.
+HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def _sequential_on_cpu(fn):
@@ -59,14 +61,14 @@ def _eigh_jvp(primals, tangents):
     (a,), (da,) = primals, tangents
     w, v = _eigh(a)
     vh = jnp.conj(jnp.swapaxes(v, -1, -2))
-    dav = jnp.matmul(vh, jnp.matmul(da, v, precision=_HIGHEST), precision=_HIGHEST)
+    dav = jnp.matmul(vh, jnp.matmul(da, v, precision=HIGHEST), precision=HIGHEST)
     gap = w[..., None, :] - w[..., :, None]  # gap[i, j] = w_j - w_i
     scale = jnp.max(jnp.abs(w), axis=-1, keepdims=True)[..., None]
     thresh = 1e3 * jnp.finfo(w.dtype).eps * jnp.maximum(scale, jnp.finfo(w.dtype).tiny)
     ok = jnp.abs(gap) > thresh
     f = jnp.where(ok, 1.0 / jnp.where(ok, gap, 1.0), 0.0).astype(w.dtype)
     dw = jnp.real(jnp.diagonal(dav, axis1=-2, axis2=-1))
-    dv = jnp.matmul(v, f * dav, precision=_HIGHEST)
+    dv = jnp.matmul(v, f * dav, precision=HIGHEST)
     return (w, v), (dw.astype(w.dtype), dv)
 
 
@@ -81,7 +83,7 @@ def _spectral_norm_jvp(primals, tangents):
     (a,), (da,) = primals, tangents
     u, s, vh = _svd(a)
     u1, v1 = u[:, 0], jnp.conj(vh[0])
-    dsigma = jnp.real(jnp.vdot(u1, jnp.matmul(da, v1, precision=_HIGHEST)))
+    dsigma = jnp.real(jnp.vdot(u1, jnp.matmul(da, v1, precision=HIGHEST)))
     return s[0], dsigma.astype(s.dtype)
 
 

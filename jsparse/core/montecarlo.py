@@ -25,8 +25,6 @@
 """
 from __future__ import annotations
 
-import itertools
-import numbers
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
@@ -35,15 +33,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from jsparse.core import distributed
 from jsparse.core import records as rec
+from jsparse.core import sweep_layout as L
 from jsparse.core.progress import progress as progress_bar
 
-__all__ = ["SweepResult", "sweep", "trial_keys", "TRIAL_AXIS", "trial_mesh"]
+__all__ = ["SweepResult", "sweep", "load_finished", "trial_keys", "TRIAL_AXIS", "trial_mesh"]
 
-TRIAL_AXIS = "trials"
+TRIAL_AXIS = L.TRIAL_AXIS
 
 
 class SweepResult(NamedTuple):
@@ -51,10 +51,6 @@ class SweepResult(NamedTuple):
     records: list[dict[str, Any]]
     grid: dict[str, list[Any]]
     meta: dict[str, Any]
-
-
-def _is_numeric(value: Any) -> bool:
-    return isinstance(value, numbers.Number) and not isinstance(value, bool)
 
 
 def _as_key(key: Any) -> tuple[jax.Array, Any]:
@@ -84,7 +80,7 @@ def _validate(grid: Mapping[str, Sequence[Any]], num_trials: int, chunk_size: in
         values = list(values) if isinstance(values, (list, tuple, np.ndarray)) else None
         if not values:
             raise ValueError(f"grid[{name!r}]: expected a non-empty list of values")
-        kinds = {_is_numeric(v) for v in values}
+        kinds = {L.is_numeric(v) for v in values}
         if len(kinds) > 1:
             raise ValueError(f"grid[{name!r}]: mixes numeric and non-numeric values")
         out[name] = [v.item() if isinstance(v, np.generic) else v for v in values]
@@ -137,11 +133,6 @@ def _chunk_program(trial_fn: Callable, numeric_names: Sequence[str], static: dic
     return jax.jit(sharded)
 
 
-def _put(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A global array from identical host data on every process (works on one or many hosts)."""
-    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-
-
 def _fetch(tree: Any) -> dict[str, np.ndarray]:
     """Bring a chunk's outputs to this host (all-gathered when several processes take part)."""
     if jax.process_count() > 1:
@@ -151,17 +142,79 @@ def _fetch(tree: Any) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in tree.items()}
 
 
-def _save_chunk(path: Path, outputs: dict[str, np.ndarray]) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **outputs)
-    rec.atomic_write_bytes(path, buf.getvalue())
+def _chunk_path(folder: Path, s: int, c: int) -> Path:
+    return folder / "chunks" / f"static{s:03d}_chunk{c:05d}.npz"
 
 
-def _load_chunk(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+def load_finished(out_dir: str | Path, name: str, static_index: int = 0) -> dict[str, np.ndarray] | None:
+    """Outputs of the contiguous prefix of finished chunks of a sweep, or None if there are none.
+
+    For sweeps killed before the end (or still running elsewhere): the arrays of chunks 0, 1, ...
+    of static combination `static_index`, concatenated along the item axis (numeric grid point
+    major, trial minor). Reads only what `sweep(..., out_dir=out_dir, name=name)` saved.
+    """
+    folder = Path(out_dir) / name
+    pieces = []
+    while _chunk_path(folder, static_index, len(pieces)).exists():
+        pieces.append(rec.load_arrays(_chunk_path(folder, static_index, len(pieces))))
+    if not pieces:
+        return None
+    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+
+def _open_folder(out_dir, name, settings) -> Path | None:
+    """The sweep's folder with its manifest checked (or written); None without out_dir."""
+    if out_dir is None:
+        return None
+    folder = Path(out_dir) / name
+    manifest = folder / "manifest.json"
+    if manifest.exists():
+        saved = rec.read_json(manifest)
+        if saved != rec.to_builtin(settings):
+            raise ValueError(
+                f"out_dir: {folder} holds a sweep with different settings ({manifest}); "
+                "use another out_dir/name or delete that folder"
+            )
+    elif jax.process_index() == 0:
+        rec.write_json(manifest, settings)
+    return folder
+
+
+class _Timing(NamedTuple):
+    compile_seconds: dict
+    run_seconds: list  # one-element accumulator
+    computed: list
+
+
+def _run_static(trial_fn, plan: L.Plan, s: int, folder, bar, timing: _Timing) -> dict[str, np.ndarray]:
+    """All chunks of static combination s (loaded when saved, computed otherwise), joined."""
+    combo = plan.static_combos[s]
+    static_values = {n: plan.grid[n][i] for n, i in zip(plan.static, combo)}
+    program, compiled = _chunk_program(trial_fn, plan.numeric, static_values, plan.batch_size, plan.mesh), None
+    pieces = []
+    for c in range(plan.n_chunks):
+        path = None if folder is None else _chunk_path(folder, s, c)
+        if path is not None and path.exists():
+            pieces.append(rec.load_arrays(path))
+            continue
+        args = L.chunk_args(plan, c)
+        if compiled is None:
+            t0 = time.perf_counter()
+            compiled = program.lower(*args).compile()
+            timing.compile_seconds[str(static_values)] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        timing.run_seconds[0] += time.perf_counter() - t0
+        if not isinstance(out, Mapping):
+            raise ValueError(f"trial_fn: must return a dict of arrays, got {type(out).__name__}")
+        n_real = min(plan.chunk_size, plan.n_items - c * plan.chunk_size)
+        out = {k: v[:n_real] for k, v in _fetch(out).items()}  # drop the padding
+        if path is not None and jax.process_index() == 0:  # one process writes files
+            rec.save_arrays(path, out)
+        pieces.append(out)
+        timing.computed[0] += 1
+        bar.update(1)
+    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
 
 def sweep(
@@ -183,8 +236,7 @@ def sweep(
     Args:
       trial_fn: `(key, **params) -> dict[str, array]`; pure, jit-able.
       grid: parameter name -> list of values (dict order = axis order of the result arrays).
-      num_trials: trials per grid point.
-      key: int seed or PRNG key.
+      num_trials: trials per grid point. key: int seed or PRNG key.
       chunk_size: (grid point, trial) items per dispatch (and per checkpoint).
       batch_size: items vmapped at once inside a chunk (None: the whole chunk; on several CPU
         devices None means 1, see docs/troubleshooting.md).
@@ -196,141 +248,28 @@ def sweep(
     """
     grid = _validate(grid, num_trials, chunk_size, batch_size)
     mesh = trial_mesh(devices, mesh)
-    n_dev = mesh.shape[TRIAL_AXIS]
-    if batch_size is None and n_dev > 1 and jax.default_backend() == "cpu":
-        # jaxlib 0.10.x: batched LAPACK calls (eigh, svd) of several CPU devices running at once can
-        # deadlock in the shared intra-op thread pool; mapping one trial at a time avoids them.
-        batch_size = 1
-    dispatch_size = -(-chunk_size // n_dev) * n_dev  # a chunk padded to whole device slices
-    item_sharding = NamedSharding(mesh, P(TRIAL_AXIS))
-    replicated = NamedSharding(mesh, P())
-    writer = jax.process_index() == 0  # one process writes files
     base_key, key_record = _as_key(key)
-    names = list(grid)
-    numeric = [n for n in names if _is_numeric(grid[n][0])]
-    static = [n for n in names if n not in numeric]
-    numeric_points = list(itertools.product(*(range(len(grid[n])) for n in numeric)))
-    n_items = len(numeric_points) * num_trials
-    n_chunks = -(-n_items // chunk_size)
-    static_combos = list(itertools.product(*(range(len(grid[n])) for n in static)))
-
-    settings = {
-        "name": name,
-        "trial_fn": getattr(trial_fn, "__qualname__", repr(trial_fn)),
-        "grid": grid,
-        "num_trials": int(num_trials),
-        "chunk_size": int(chunk_size),
-        "key": key_record,
-    }
-    folder = None
-    if out_dir is not None:
-        folder = Path(out_dir) / name
-        manifest = folder / "manifest.json"
-        if manifest.exists():
-            saved = rec.read_json(manifest)
-            if saved != rec.to_builtin(settings):
-                raise ValueError(
-                    f"out_dir: {folder} holds a sweep with different settings ({manifest}); "
-                    "use another out_dir/name or delete that folder"
-                )
-        elif jax.process_index() == 0:
-            rec.write_json(manifest, settings)
-
-    # Flat item list: numeric grid point major, trial minor.
-    point_idx = np.repeat(np.arange(len(numeric_points)), num_trials)
-    trial_idx = np.tile(np.arange(num_trials, dtype=np.int32), len(numeric_points))
-    value_columns = [
-        np.asarray(jnp.asarray([grid[n][numeric_points[p][j]] for p in range(len(numeric_points))]))[point_idx]
-        for j, n in enumerate(numeric)
-    ]
-
-    def chunk_args(c: int) -> tuple:
-        """Items of chunk c, padded (by repeating the last item) to `dispatch_size`."""
-        idx = np.arange(c * chunk_size, c * chunk_size + dispatch_size)
-        idx = np.minimum(idx, min((c + 1) * chunk_size, n_items) - 1)
-        columns = (trial_idx[idx], *(col[idx] for col in value_columns))
-        return (_put(np.asarray(base_key), replicated), *(_put(col, item_sharding) for col in columns))
-
-    def chunk_path(s: int, c: int) -> Path | None:
-        return None if folder is None else folder / "chunks" / f"static{s:03d}_chunk{c:05d}.npz"
-
-    done = sum(
-        1 for s in range(len(static_combos)) for c in range(n_chunks) if folder is not None and chunk_path(s, c).exists()
-    )
-    bar = progress_bar(total=len(static_combos) * n_chunks, desc=f"sweep {name}", enabled=progress, initial=done)
-    compile_seconds, run_seconds, computed = {}, 0.0, 0
-    per_static: list[dict[str, np.ndarray]] = []
+    plan = L.make_plan(grid, num_trials, chunk_size, batch_size, mesh, base_key)
+    settings = {"name": name, "trial_fn": getattr(trial_fn, "__qualname__", repr(trial_fn)), "grid": grid,
+                "num_trials": int(num_trials), "chunk_size": int(chunk_size), "key": key_record}
+    folder = _open_folder(out_dir, name, settings)
+    n_static = len(plan.static_combos)
+    done = sum(1 for s in range(n_static) for c in range(plan.n_chunks)
+               if folder is not None and _chunk_path(folder, s, c).exists())
+    bar = progress_bar(total=n_static * plan.n_chunks, desc=f"sweep {name}", enabled=progress, initial=done)
+    timing = _Timing({}, [0.0], [0])
     try:
-        for s, combo in enumerate(static_combos):
-            static_values = {n: grid[n][i] for n, i in zip(static, combo)}
-            program, compiled = _chunk_program(trial_fn, numeric, static_values, batch_size, mesh), None
-            pieces = []
-            for c in range(n_chunks):
-                path = chunk_path(s, c)
-                if path is not None and path.exists():
-                    pieces.append(_load_chunk(path))
-                    continue
-                args = chunk_args(c)
-                if compiled is None:
-                    t0 = time.perf_counter()
-                    compiled = program.lower(*args).compile()
-                    compile_seconds[str(static_values)] = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                out = jax.block_until_ready(compiled(*args))
-                run_seconds += time.perf_counter() - t0
-                if not isinstance(out, Mapping):
-                    raise ValueError(f"trial_fn: must return a dict of arrays, got {type(out).__name__}")
-                n_real = min(chunk_size, n_items - c * chunk_size)
-                out = {k: v[:n_real] for k, v in _fetch(out).items()}  # drop the padding
-                if path is not None and writer:
-                    _save_chunk(path, out)
-                pieces.append(out)
-                computed += 1
-                bar.update(1)
-            joined = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
-            per_static.append(joined)
+        per_static = [_run_static(trial_fn, plan, s, folder, bar, timing) for s in range(n_static)]
     finally:
         bar.close()
-
-    # Assemble (*grid_shape, num_trials, *leaf) arrays.
-    grid_shape = tuple(len(grid[n]) for n in names)
-    numeric_shape = tuple(len(grid[n]) for n in numeric)
-    arrays: dict[str, np.ndarray] = {}
-    for k, first in per_static[0].items():
-        full = np.empty(grid_shape + (num_trials,) + first.shape[1:], first.dtype)
-        for combo, outputs in zip(static_combos, per_static):
-            block = outputs[k].reshape(numeric_shape + (num_trials,) + first.shape[1:])
-            index = tuple(combo[static.index(n)] if n in static else slice(None) for n in names)
-            # Static axes are fixed by `index`; the numeric axes keep their relative order.
-            full[index] = block
-        arrays[k] = full
-
-    records = []
-    scalar_keys = [k for k, v in arrays.items() if v.ndim == len(grid_shape) + 1]
-    for gidx in itertools.product(*(range(len(grid[n])) for n in names)):
-        params = {n: grid[n][i] for n, i in zip(names, gidx)}
-        for t in range(num_trials):
-            row = dict(params, trial=t)
-            for k in scalar_keys:
-                row[k] = arrays[k][gidx + (t,)].item()
-            records.append(row)
-
-    meta = dict(
-        settings,
-        environment=rec.environment(),
-        chunks_computed=computed,
-        chunks_loaded=len(static_combos) * n_chunks - computed,
-        compile_seconds=compile_seconds,
-        run_seconds=run_seconds,
-        dispatches=computed,
-        device_count=int(n_dev),
-    )
-    if folder is not None and writer:
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        rec.atomic_write_bytes(folder / "arrays.npz", buf.getvalue())
+    arrays = L.assemble(plan, per_static)
+    records = L.records(plan, arrays)
+    computed = timing.computed[0]
+    meta = dict(settings, environment=rec.environment(), chunks_computed=computed,
+                chunks_loaded=n_static * plan.n_chunks - computed, compile_seconds=timing.compile_seconds,
+                run_seconds=timing.run_seconds[0], dispatches=computed, device_count=int(mesh.shape[TRIAL_AXIS]))
+    if folder is not None and jax.process_index() == 0:
+        rec.save_arrays(folder / "arrays.npz", arrays)
         rec.write_json(folder / "records.json", records)
         rec.write_json(folder / "meta.json", meta)
     return SweepResult(arrays, records, dict(grid), meta)

@@ -2,6 +2,8 @@
 
 * `environment()` — the facts a result needs to be reproducible (versions, backend, devices).
 * `write_json` / `read_json` — atomic JSON with NumPy/JAX values converted to plain Python.
+* `save_arrays` / `load_arrays` — named arrays in one `.npz`, written atomically (every writer of
+  arrays in jsparse and its experiments uses these two).
 * `save_pytree` / `load_pytree` — a pytree of arrays in one `.npz`, written atomically, read
   back into the structure of a template (so a resumed run gets exactly the saved arrays).
 
@@ -12,13 +14,14 @@ never a truncated one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import numpy as np
@@ -30,6 +33,8 @@ __all__ = [
     "atomic_write_bytes",
     "write_json",
     "read_json",
+    "save_arrays",
+    "load_arrays",
     "save_pytree",
     "load_pytree",
 ]
@@ -114,18 +119,27 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(f)
 
 
+def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
+    """Save named arrays (NumPy/JAX arrays or scalars) to one `.npz`, atomically (no pickles)."""
+    buf = io.BytesIO()
+    np.savez(buf, **{str(k): np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The named arrays of a `.npz` written by `save_arrays` (read fully, file closed)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
 def save_pytree(path: str | os.PathLike, tree: Any) -> None:
     """Save the leaves of a pytree of arrays to one `.npz`, atomically.
 
     The structure is not pickled: `load_pytree` needs a template with the same structure
     (for example the freshly initialised state), which keeps checkpoints safe to load.
     """
-    import io
-
     leaves = jax.tree_util.tree_leaves(tree)
-    buf = io.BytesIO()
-    np.savez(buf, **{f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)})
-    atomic_write_bytes(path, buf.getvalue())
+    save_arrays(path, {f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)})
 
 
 def load_pytree(path: str | os.PathLike, template: Any) -> Any:

@@ -1,73 +1,74 @@
 """The shared solver runner: one loop for every iterative algorithm in jsparse.
 
-An algorithm is a State NamedTuple of fixed-shape arrays (with at least `iteration` and
-`converged` fields) plus two pure functions::
+An algorithm is a *solver object* (settings only, a frozen pytree) with pure methods over a State
+NamedTuple of fixed-shape arrays (with at least `iteration` and `converged` fields)::
 
-    state = init(problem..., settings)
-    state = step(state, *args)          # increments `iteration`, sets `converged`
+    state = solver.init(*data)
+    state = solver.step(state, *data)          # increments `iteration`, sets `converged`
+    result = solver.result(state, *data)       # the solve function's result type
+    solution = solver.fixed_point(solution, *data)   # optional: the map of the implicit adjoint
 
-Problem data travels in `args` (never in closures), so one compiled program serves every
-problem of the same shapes. `run` drives the loop in one of three modes, the *adjoint*:
-
-``"none"``
-    `lax.while_loop` that stops as soon as the state reports convergence, the iteration
-    budget is spent or the state stops being finite. Fastest forward; not reverse-differentiable.
-``"unrolled"``
-    `lax.scan` over exactly `max_iters` steps; once converged, the state is frozen (each later
-    step is computed and discarded), so reverse-mode gradients flow through the iterations.
-``"implicit"``
-    Forward solve with the while loop (no gradient through it), then `lax.custom_root` on the
-    algorithm's declared fixed-point map: the gradient comes from the implicit function theorem
-    at the converged solution, at the cost of one linear solve per backward pass.
+Problem data travels as arguments (never in closures), so one compiled program serves every
+problem of the same shapes, and a user can put `step` in a `lax.scan` of their own. `solve`
+drives the loop with the solver's *adjoint* (`jsparse.core.adjoint`: `WhileLoop()`,
+`Unrolled(checkpoint_every=None)`, `Implicit(linear_solver="auto")`, or the strings "none",
+"unrolled", "implicit"), which decides how the loop runs and how it is differentiated.
 
 Nothing raises inside the loop: divergence shows up as `RunInfo.finite == False` and
 `converged == False`. Under `vmap` every trial stops (is frozen) on its own.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["ADJOINTS", "RunInfo", "run", "relative_change", "tree_all_finite", "check_adjoint"]
+from jsparse.core.adjoint import (
+    ADJOINTS,
+    Adjoint,
+    Implicit,
+    RunInfo,
+    Unrolled,
+    WhileLoop,
+    as_adjoint,
+    tree_all_finite,
+)
 
-ADJOINTS = ("none", "unrolled", "implicit")
+__all__ = ["ADJOINTS", "RunInfo", "Solver", "Adjoint", "WhileLoop", "Unrolled", "Implicit", "as_adjoint", "run",
+           "solve", "info_from_state", "relative_change", "tree_all_finite", "check_adjoint"]
 
 
-class RunInfo(NamedTuple):
-    """Diagnostics of one run (scalars; batched under vmap).
+class Solver(Protocol):
+    """What `solve` needs of a solver object (see the module docstring).
 
     Attributes:
-      iterations: int32, steps taken until convergence (or `max_iters`).
-      converged: bool, the algorithm's own stopping rule fired.
-      finite: bool, every floating entry of the final state is finite.
-      trace: (max_iters,) float, `trace_fn` after each step; NaN after the last step taken.
-        None when no `trace_fn` was given.
+      max_iters: static iteration budget. adjoint: an adjoint value or shorthand string.
+      solution: names of the state fields that form the fixed point (implicit adjoint); () if none.
     """
 
-    iterations: jax.Array
-    converged: jax.Array
-    finite: jax.Array
-    trace: jax.Array | None
+    max_iters: int
+    adjoint: Any
+    solution: tuple
+
+    def init(self, *data) -> Any: ...
+
+    def step(self, state: Any, *data) -> Any: ...
+
+    def result(self, state: Any, *data, info: RunInfo | None = None) -> Any: ...
 
 
-def check_adjoint(adjoint: str, *, implicit_available: bool = True) -> None:
-    """Raise ValueError for an unknown adjoint (or "implicit" without a fixed-point map)."""
-    if adjoint not in ADJOINTS:
-        raise ValueError(f"adjoint: expected one of {ADJOINTS}, got {adjoint!r}")
-    if adjoint == "implicit" and not implicit_available:
-        raise ValueError("adjoint: 'implicit' needs a fixed-point map, which this algorithm does not declare")
+def check_adjoint(adjoint: str | Adjoint, *, implicit_available: bool = True) -> Adjoint:
+    """The adjoint value for `adjoint`; ValueError for an unknown one (see `adjoint.as_adjoint`)."""
+    return as_adjoint(adjoint, implicit_available=implicit_available)
 
 
-def tree_all_finite(tree: Any) -> jax.Array:
-    """Scalar bool: all inexact leaves of `tree` are finite."""
-    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
-    if not leaves:
-        return jnp.array(True)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+def info_from_state(state: Any) -> RunInfo:
+    """RunInfo of a state a user stepped by hand: its iteration count, convergence and finiteness."""
+    ok = tree_all_finite(state)
+    return RunInfo(state.iteration, state.converged & ok, ok, None)
 
 
 def relative_change(new: Any, old: Any, *, floor: float = 1e-30) -> jax.Array:
@@ -75,52 +76,6 @@ def relative_change(new: Any, old: Any, *, floor: float = 1e-30) -> jax.Array:
     num = sum(jnp.sum(jnp.abs(a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(old)))
     den = sum(jnp.sum(jnp.abs(b) ** 2) for b in jax.tree_util.tree_leaves(old))
     return jnp.sqrt(num) / jnp.maximum(jnp.sqrt(den), floor)
-
-
-def _trace_dtype(state: Any) -> jnp.dtype:
-    leaves = [x for x in jax.tree_util.tree_leaves(state) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
-    if not leaves:
-        return jnp.float32
-    return jnp.finfo(jnp.result_type(*leaves)).dtype  # real dtype of the widest leaf
-
-
-def _run_while(step, state, args, max_iters, trace_fn):
-    dtype = _trace_dtype(state)
-    trace0 = jnp.full((max_iters,), jnp.nan, dtype) if trace_fn is not None else None
-
-    def cond(carry):
-        st, k, ok, _ = carry
-        return (~st.converged) & (k < max_iters) & ok
-
-    def body(carry):
-        st, k, _, tr = carry
-        new = step(st, *args)
-        ok = tree_all_finite(new)
-        if tr is not None:
-            tr = tr.at[k].set(jnp.asarray(trace_fn(new, *args)).real.astype(dtype))
-        return new, k + 1, ok, tr
-
-    carry = (state, jnp.asarray(0, jnp.int32), tree_all_finite(state), trace0)
-    final, _, ok, trace = lax.while_loop(cond, body, carry)
-    return final, RunInfo(final.iteration, final.converged & ok, ok, trace)
-
-
-def _run_scan(step, state, args, max_iters, trace_fn):
-    dtype = _trace_dtype(state)
-
-    def body(st, _):
-        stop = st.converged | ~tree_all_finite(st)
-        new = step(st, *args)
-        st = jax.tree_util.tree_map(lambda n, o: jnp.where(stop, o, n), new, st)
-        out = None
-        if trace_fn is not None:
-            value = jnp.asarray(trace_fn(st, *args)).real.astype(dtype)
-            out = jnp.where(stop, jnp.nan, value)
-        return st, out
-
-    final, trace = lax.scan(body, state, None, length=max_iters)
-    ok = tree_all_finite(final)
-    return final, RunInfo(final.iteration, final.converged & ok, ok, trace)
 
 
 def _solve_linear(g: Callable, y: Any, method: str) -> Any:
@@ -151,7 +106,7 @@ def _solve_linear(g: Callable, y: Any, method: str) -> Any:
     elif method == "gmres":
         tol = 1e-12 if b.dtype == jnp.float64 else 1e-6
         x, _ = jax.scipy.sparse.linalg.gmres(g_real, b, tol=tol, atol=0.0, restart=min(50, b.shape[0]), maxiter=20)
-    else:  # pragma: no cover - validated by run()
+    else:  # pragma: no cover - validated by the Implicit adjoint
         raise ValueError(method)
     return unravel(from_real(x))
 
@@ -162,13 +117,13 @@ def run(
     args: Sequence[Any] = (),
     *,
     max_iters: int,
-    adjoint: str = "none",
+    adjoint: str | Adjoint = "none",
     fixed_point: Callable[..., Any] | None = None,
     solution: Sequence[str] = (),
     trace_fn: Callable[..., jax.Array] | None = None,
-    linear_solver: str = "auto",
+    linear_solver: str | None = None,
 ) -> tuple[Any, RunInfo]:
-    """Iterate `state = step(state, *args)` until convergence.
+    """Iterate `state = step(state, *args)` until convergence (the loop under `solve`).
 
     Args:
       step: pure `(state, *args) -> state`; must increment `state.iteration` and set
@@ -176,35 +131,34 @@ def run(
       state: initial state (NamedTuple of fixed-shape arrays with `iteration`, `converged`).
       args: problem data, passed to `step`, `fixed_point` and `trace_fn` as positional arguments.
       max_iters: static iteration budget (also the trace length).
-      adjoint: "none", "unrolled" or "implicit" (see module docstring).
-      fixed_point: for "implicit": `(solution, *args) -> solution`, the algorithm's map whose fixed
+      adjoint: an adjoint value or shorthand (see `jsparse.core.adjoint`).
+      fixed_point: for the implicit adjoint: `(solution, *args) -> solution`, the map whose fixed
         point is the converged solution; `solution` is a tuple of the state fields named below.
-      solution: names of the state fields that form the fixed point (for "implicit"). After the
-        solve they are replaced by their implicitly differentiable versions; anything the caller
-        derives from the final state must be derived from these fields.
+      solution: names of the state fields that form the fixed point. After an implicit solve they
+        are replaced by their implicitly differentiable versions; anything the caller derives
+        from the final state must be derived from these fields.
       trace_fn: optional `(state, *args) -> scalar` recorded after every step (e.g. the objective).
-      linear_solver: "auto" (dense Jacobian up to 2048 unknowns, else GMRES), "dense" or "gmres";
-        used by the implicit backward pass.
+      linear_solver: overrides the implicit adjoint's linear solver ("auto", "dense", "gmres").
 
     Returns:
       (final_state, RunInfo)
     """
     if not isinstance(max_iters, int) or isinstance(max_iters, bool) or max_iters < 1:
         raise ValueError(f"max_iters: expected a positive int, got {max_iters!r}")
-    check_adjoint(adjoint, implicit_available=fixed_point is not None)
-    if linear_solver not in ("auto", "dense", "gmres"):
-        raise ValueError(f"linear_solver: expected 'auto', 'dense' or 'gmres', got {linear_solver!r}")
+    adj = as_adjoint(adjoint, implicit_available=fixed_point is not None)
+    if linear_solver is not None:
+        adj = Implicit(linear_solver, adj.inner_cap) if isinstance(adj, Implicit) else adj
     args = tuple(args)
-
-    if adjoint == "none":
-        return _run_while(step, state, args, max_iters, trace_fn)
-    if adjoint == "unrolled":
-        return _run_scan(step, state, args, max_iters, trace_fn)
-
+    if not isinstance(adj, Implicit):
+        return adj.outer_loop(step, state, args, max_iters, trace_fn)
     if not solution:
         raise ValueError("solution: 'implicit' needs the names of the state fields that form the fixed point")
+    return _run_implicit(adj, step, state, args, max_iters, fixed_point, tuple(solution), trace_fn)
+
+
+def _run_implicit(adj: Implicit, step, state, args, max_iters, fixed_point, solution, trace_fn):
     # Forward pass without gradients; the gradient comes from the fixed-point condition.
-    final, info = _run_while(step, lax.stop_gradient(state), lax.stop_gradient(args), max_iters, trace_fn)
+    final, info = adj.outer_loop(step, lax.stop_gradient(state), lax.stop_gradient(args), max_iters, trace_fn)
     x_star = tuple(getattr(final, name) for name in solution)
 
     def residual(x):
@@ -215,7 +169,23 @@ def run(
         residual,
         x_star,
         solve=lambda _f, x0: x0,
-        tangent_solve=lambda g, y: _solve_linear(g, y, linear_solver),
+        tangent_solve=lambda g, y: _solve_linear(g, y, adj.linear_solver),
     )
-    final = final._replace(**dict(zip(solution, x_diff)))
-    return final, info
+    return final._replace(**dict(zip(solution, x_diff))), info
+
+
+def solve(solver: Solver, *data: Any, trace_fn: Callable[..., jax.Array] | None = None, state: Any = None) -> Any:
+    """Run `solver` on `data` with its adjoint and return `solver.result(final, *data, info=...)`.
+
+    Args:
+      solver: a solver object (see `Solver`).
+      *data: the problem data, passed to every method of the solver.
+      trace_fn: optional `(state, *data) -> scalar` recorded after every step.
+      state: optional starting state (default `solver.init(*data)`), e.g. a warm start.
+    """
+    fixed_point = getattr(solver, "fixed_point", None)
+    if state is None:
+        state = solver.init(*data)
+    final, info = run(solver.step, state, data, max_iters=solver.max_iters, adjoint=solver.adjoint,
+                      fixed_point=fixed_point, solution=getattr(solver, "solution", ()), trace_fn=trace_fn)
+    return solver.result(final, *data, info=info)

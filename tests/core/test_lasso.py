@@ -103,3 +103,62 @@ class TestFistaContract(ContractSuite):
         rtol=1e-3,
         atol=1e-4,
     )
+
+
+# ----------------------------------------------------------------------------- solver objects
+from tests.contract import SolverCase, SolverSuite  # noqa: E402
+
+
+def _lasso_data(key, dtype):
+    return problem(key, dtype)
+
+
+class TestFistaSolver(SolverSuite):
+    case = SolverCase(
+        name="FISTA",
+        make_solver=lambda n: lasso.FISTA(0.2, max_iters=n, tol=0.0),
+        solve=lambda n, A, y: lasso.fista(A, y, 0.2, max_iters=n, tol=0.0),
+        make_inputs=_lasso_data,
+        dtypes=(jnp.float64, jnp.complex128, jnp.float32),
+    )
+
+
+class TestIstaSolver(SolverSuite):
+    case = SolverCase(
+        name="ISTA",
+        make_solver=lambda n: lasso.ISTA(0.2, max_iters=n, tol=0.0),
+        solve=lambda n, A, y: lasso.ista(A, y, 0.2, max_iters=n, tol=0.0),
+        make_inputs=_lasso_data,
+    )
+
+
+def test_grad_through_users_scan_matches_unrolled(x64):
+    A, y = problem(jax.random.PRNGKey(3), jnp.float64)
+    n = 30
+
+    def by_hand(lam):
+        solver = lasso.FISTA(lam, max_iters=n, tol=0.0)
+        state = solver.init(A, y)
+        state, _ = jax.lax.scan(lambda st, _: (solver.step(st, A, y), None), state, None, length=n)
+        return jnp.sum(solver.result(state, A, y).x ** 2)
+
+    def library(lam):
+        return jnp.sum(lasso.fista(A, y, lam, max_iters=n, tol=0.0, adjoint="unrolled").x ** 2)
+
+    np.testing.assert_allclose(jax.grad(by_hand)(0.3), jax.grad(library)(0.3), rtol=1e-10)
+
+
+def test_adjoint_values_match_shorthands(x64):
+    from jsparse.core import adjoint as adj
+
+    A, y = problem(jax.random.PRNGKey(4), jnp.float64)
+    f = lambda lam, a: jnp.sum(lasso.fista(A, y, lam, max_iters=200, tol=1e-10, adjoint=a).x)  # noqa: E731
+    np.testing.assert_allclose(jax.grad(f)(0.3, adj.Unrolled()), jax.grad(f)(0.3, "unrolled"), rtol=1e-12)
+    # block checkpointing changes memory, not values (200 steps in blocks of 7: a ragged last block)
+    np.testing.assert_allclose(jax.grad(f)(0.3, adj.Unrolled(checkpoint_every=7)), jax.grad(f)(0.3, "unrolled"),
+                               rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(f)(0.3, adj.Implicit("dense")), jax.grad(f)(0.3, "implicit"), rtol=1e-9)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        adj.Unrolled(checkpoint_every=0)
+    with pytest.raises(ValueError, match="linear_solver"):
+        adj.Implicit("qr")

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jsparse.core import montecarlo
+from jsparse.core import montecarlo, records
 
 
 def trial(key, snr_db, scale, method):
@@ -49,7 +49,7 @@ def test_interrupted_sweep_resumes_exactly(tmp_path, monkeypatch):
     reference = montecarlo.sweep(trial, GRID, num_trials=6, key=5, chunk_size=4, out_dir=tmp_path / "ref", progress=False)
 
     saved = []
-    real_save = montecarlo._save_chunk
+    real_save = records.save_arrays
 
     def crashing_save(path, outputs):
         if len(saved) == 3:
@@ -57,10 +57,10 @@ def test_interrupted_sweep_resumes_exactly(tmp_path, monkeypatch):
         real_save(path, outputs)
         saved.append(path)
 
-    monkeypatch.setattr(montecarlo, "_save_chunk", crashing_save)
+    monkeypatch.setattr(records, "save_arrays", crashing_save)
     with pytest.raises(Crash):
         montecarlo.sweep(trial, GRID, num_trials=6, key=5, chunk_size=4, out_dir=tmp_path / "run", progress=False)
-    monkeypatch.setattr(montecarlo, "_save_chunk", real_save)
+    monkeypatch.setattr(records, "save_arrays", real_save)
     assert len(list((tmp_path / "run" / "sweep" / "chunks").glob("*.npz"))) == 3
 
     resumed = montecarlo.sweep(trial, GRID, num_trials=6, key=5, chunk_size=4, out_dir=tmp_path / "run", progress=False)
