@@ -4,6 +4,7 @@
   `eigh` on jaxlib 0.10.x with 2 cores (docs/troubleshooting.md). Every test also has a timeout
   (pyproject: pytest-timeout) so that a hang fails fast.
 * Rank promotion raises: silent broadcasting of mismatched ranks is a bug in library code.
+* Dtype promotion is strict: an implicit float32/float64 or int/float mix is a bug too.
 """
 import os
 
@@ -16,6 +17,8 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Strict dtype promotion: mixing float32 with float64 (or ints with floats) must be written out.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
 @pytest.fixture

@@ -165,6 +165,8 @@ class SolverCase:
     solve: (n, *inputs) -> result of the solve function with the same settings.
     make_inputs: (key, dtype) -> tuple of problem data (the solver's data arguments).
     select: result -> the leaves to compare (default: every field but traces).
+    init: optional (solver, *inputs) -> state, for solvers whose `init` takes more than the data
+      (a PRNG key, a starting point); default `solver.init(*inputs)`.
     """
 
     name: str
@@ -177,6 +179,7 @@ class SolverCase:
     rtol: float = 1e-10
     atol: float = 1e-10
     select: Callable[[Any], Any] | None = None
+    init: Callable[..., Any] | None = None
 
 
 def _drop_traces(result):
@@ -188,6 +191,9 @@ def _drop_traces(result):
 
 class SolverSuite:
     case: SolverCase
+
+    def _init(self, solver, *data):
+        return solver.init(*data) if self.case.init is None else self.case.init(solver, *data)
 
     def _select(self, out):
         return (self.case.select or _drop_traces)(out)
@@ -207,7 +213,7 @@ class SolverSuite:
 
             @jax.jit
             def by_hand(*d):
-                state = solver.init(*d)
+                state = self._init(solver, *d)
                 state, _ = jax.lax.scan(lambda st, _: (solver.step(st, *d), None), state, None, length=n)
                 return solver.result(state, *d)
 
@@ -220,7 +226,7 @@ class SolverSuite:
         with _ctx(dtype):
             solver = self.case.make_solver(self.case.n_steps)
             batch = [self.case.make_inputs(jax.random.PRNGKey(seed), dtype) for seed in range(self.case.batch_size)]
-            states = [solver.init(*d) for d in batch]
+            states = [self._init(solver, *d) for d in batch]
             singles = [jax.jit(solver.step)(st, *d) for st, d in zip(states, batch)]
             eager = solver.step(states[0], *batch[0])
             _assert_close(singles[0], eager, 2e-4, 2e-5, f"{self.case.name}: jit(step) vs step")

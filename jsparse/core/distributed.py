@@ -56,7 +56,9 @@ def shard_batch(batch: Any, mesh: Mesh, axis: str = DATA_AXIS, *, process_local:
     for leaf in leaves:
         size = np.shape(leaf)[0] * (jax.process_count() if process_local else 1)
         if size % n:
-            raise ValueError(f"batch: leading dimension {size} is not divisible by the {n} devices on mesh axis {axis!r}")
+            raise ValueError(
+                f"batch: leading dimension {size} is not divisible by the {n} devices on mesh axis {axis!r}"
+            )
     if process_local:
         return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
     return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), batch)

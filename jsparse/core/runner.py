@@ -73,7 +73,8 @@ def info_from_state(state: Any) -> RunInfo:
 
 def relative_change(new: Any, old: Any, *, floor: float = 1e-30) -> jax.Array:
     """||new - old|| / max(||old||, floor) over all leaves of two pytrees (real scalar)."""
-    num = sum(jnp.sum(jnp.abs(a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(old)))
+    pairs = zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(old))
+    num = sum(jnp.sum(jnp.abs(a - b) ** 2) for a, b in pairs)
     den = sum(jnp.sum(jnp.abs(b) ** 2) for b in jax.tree_util.tree_leaves(old))
     return jnp.sqrt(num) / jnp.maximum(jnp.sqrt(den), floor)
 

@@ -9,12 +9,14 @@ or everything outside the chosen bucket) are spread over spare bins, because rep
 address serialise.  A full `jnp.sort` of ResNet18's 11 M magnitudes costs seconds on a CPU; this
 costs two passes.  Other dtypes fall back to a sort.
 
-Per row (the neuron scope), `kth_smallest_rows` bisects the bit patterns: 31 counting passes.
+Per row (the neuron scope), `kth_smallest_rows` (from `jsparse.core.order`) bisects the bit patterns.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from jsparse.core.order import kth_smallest_rows
 
 __all__ = ["kth_smallest", "kth_smallest_rows", "high_histogram", "select_from_histogram", "INF_BUCKET"]
 
@@ -74,27 +76,3 @@ def kth_smallest(values: list[jax.Array], c: jax.Array) -> jax.Array:
         c = jnp.clip(jnp.asarray(c, jnp.int32), 0, total - 1)
         return jnp.sort(jnp.concatenate([v.ravel() for v in values]))[c]
     return select_from_histogram(values, high_histogram(values), c)
-
-
-def kth_smallest_rows(a: jax.Array, c: jax.Array) -> jax.Array:
-    """Per row of a (rows, n) non-negative array (+inf allowed): the c[i]-th smallest (0-based).
-
-    float32: exact bisection on the int32 bit patterns (31 counting passes, no sort): the answer
-    is the largest pattern v with #{a_i < v} <= c.  Other dtypes: sort.
-    """
-    n = a.shape[1]
-    c = jnp.clip(jnp.asarray(c, jnp.int32), 0, n - 1)
-    if a.dtype != jnp.float32:
-        return jnp.take_along_axis(jnp.sort(a, axis=1), c[:, None], axis=1)[:, 0]
-    bits = jax.lax.bitcast_convert_type(a, jnp.int32)
-
-    def body(_, lohi):
-        lo, hi = lohi
-        mid = lo + (hi - lo) // 2
-        ok = jnp.sum(bits < mid[:, None], axis=1, dtype=jnp.int32) <= c
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    lo = jnp.zeros(a.shape[0], jnp.int32)
-    hi = jnp.full(a.shape[0], 0x7F800001, jnp.int32)  # above +inf: every entry counts
-    lo, _ = jax.lax.fori_loop(0, 31, body, (lo, hi))
-    return jax.lax.bitcast_convert_type(lo, jnp.float32)

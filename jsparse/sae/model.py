@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jsparse.core import validation as val
+from jsparse.core.order import kth_largest
 
 __all__ = ["SAE", "AdaptiveBias", "Buffer", "ACTIVATIONS", "jumprelu", "step_fn", "topk_mask", "kth_largest"]
 
@@ -91,25 +92,6 @@ def topk_mask(z: jax.Array, k: int) -> jax.Array:
     _, idx = jax.lax.top_k(z, k)
     rows = jnp.arange(z.shape[0])[:, None]
     return jnp.zeros(z.shape, bool).at[rows, idx].set(True)
-
-
-def kth_largest(r: jax.Array, k: int) -> jax.Array:
-    """Exact k-th largest entry of a non-negative array (any shape), by binary search over the
-    (order-preserving) integer bit patterns: 32 (64) counting passes instead of a sort or a
-    huge top_k, which on CPU take ~10 s at B x M = 4096 x 6144."""
-    itype = jnp.int64 if r.dtype == jnp.float64 else jnp.int32
-    bits = jax.lax.bitcast_convert_type(r, itype)
-    nbits = 64 if itype == jnp.int64 else 32
-
-    def body(_, lohi):
-        lo, hi = lohi
-        mid = lo + (hi - lo) // 2
-        ok = jnp.sum(bits >= mid) >= k
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    lo, hi = jnp.zeros((), itype), jnp.max(bits) + 1
-    lo, _ = jax.lax.fori_loop(0, nbits, body, (lo, hi))
-    return jax.lax.bitcast_convert_type(lo, r.dtype)
 
 
 class SAE(nnx.Module):
