@@ -15,10 +15,21 @@ from jsparse.pruning.pq_index import (
     pq_index_per_neuron,
     retained_bound,
 )
-from jsparse.pruning.rules import SAP, Magnitude, PruneInfo, apply_masks, init_masks, kth_smallest, kth_smallest_rows, magnitude, remaining
+from jsparse.pruning.rules import (
+    SAP,
+    Magnitude,
+    PruneInfo,
+    apply_masks,
+    init_masks,
+    kth_smallest,
+    kth_smallest_rows,
+    magnitude,
+    remaining,
+)
 
 __all__ = [
     "pq_index", "pq_index_per_layer", "pq_index_per_neuron", "retained_bound", "default_filter",
-    "SAP", "Magnitude", "magnitude", "PruneInfo", "init_masks", "apply_masks", "remaining", "kth_smallest", "kth_smallest_rows",
+    "SAP", "Magnitude", "magnitude", "PruneInfo", "init_masks", "apply_masks", "remaining",
+    "kth_smallest", "kth_smallest_rows",
     "masked", "set_masks", "get_masks", "MaskedState",
 ]

@@ -54,7 +54,10 @@ def masked(inner: optax.GradientTransformation, masks: Any = None) -> optax.Grad
 
     def update_fn(updates, state, params=None, **extra_args):
         grads = _zero_where_pruned(updates, state.masks)
-        new_updates, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
+        # optax mixes int step counts with floats (bias corrections, schedules): standard promotion
+        # for its code only, so callers may run with jax_numpy_dtype_promotion="strict".
+        with jax.numpy_dtype_promotion("standard"):
+            new_updates, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
         return _zero_where_pruned(new_updates, state.masks), MaskedState(state.masks, inner_state)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -16,8 +16,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
-from flax import linen
+from flax import linen, nnx
 
 __all__ = ["Linear", "MLP", "CNN", "ResNet18", "WideResNet28x8", "ResNet50", "build", "MODELS"]
 
@@ -54,7 +53,8 @@ class Linear(nnx.Module):
 
 
 class MLP(nnx.Module):
-    def __init__(self, in_shape: Sequence[int], num_classes: int, *, hidden: Sequence[int] = (128, 256), rngs: nnx.Rngs):
+    def __init__(self, in_shape: Sequence[int], num_classes: int, *, hidden: Sequence[int] = (128, 256),
+                 rngs: nnx.Rngs):
         sizes = [math.prod(in_shape)] + list(hidden)
         self.hidden = nnx.List([dense(a, b, rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         self.out = dense(sizes[-1], num_classes, rngs)

@@ -32,6 +32,12 @@ __all__ = [
     "retained_bound",
     "check_pq",
     "default_filter",
+    # Building blocks of the index, shared with the pruning rules (grouped sums, one scale):
+    "safe_pow",
+    "power_sums",
+    "index_from_sums",
+    "masked_abs",
+    "max_scale",
 ]
 
 Filter = Callable[[Any, jax.Array], bool]
@@ -51,7 +57,7 @@ def check_pq(p: Any, q: Any) -> None:
         raise ValueError(f"p: expected p < q, got p={p!r}, q={q!r}")
 
 
-def _pow(a: jax.Array, e: float) -> jax.Array:
+def safe_pow(a: jax.Array, e: float) -> jax.Array:
     """a**e with cheap special cases for the paper's exponents (pow is exp(e log a) otherwise)."""
     if e == 0.5:
         return jnp.sqrt(a)
@@ -62,7 +68,7 @@ def _pow(a: jax.Array, e: float) -> jax.Array:
     return a**e
 
 
-def _sums(w: jax.Array, mask: jax.Array | None, p: float, q: float, axis, scale: jax.Array):
+def power_sums(w: jax.Array, mask: jax.Array | None, p: float, q: float, axis, scale: jax.Array):
     """(sum a^p, sum a^q, d) over `axis` with a = |w| / scale, masked entries excluded."""
     a = jnp.abs(w)
     if mask is not None:
@@ -70,13 +76,13 @@ def _sums(w: jax.Array, mask: jax.Array | None, p: float, q: float, axis, scale:
     a = a / scale
     nz = a > 0
     safe = jnp.where(nz, a, jnp.ones((), a.dtype))  # avoids 0**p (inf slope) in the backward pass
-    sp = jnp.sum(jnp.where(nz, _pow(safe, p), 0), axis=axis)
-    sq = jnp.sum(jnp.where(nz, _pow(safe, q), 0), axis=axis)
+    sp = jnp.sum(jnp.where(nz, safe_pow(safe, p), 0), axis=axis)
+    sq = jnp.sum(jnp.where(nz, safe_pow(safe, q), 0), axis=axis)
     d = jnp.sum(jnp.ones_like(a) if mask is None else mask.astype(a.dtype), axis=axis)
     return sp, sq, d
 
 
-def _from_sums(sp, sq, d, p: float, q: float):
+def index_from_sums(sp, sq, d, p: float, q: float):
     """I = 1 - M_p / M_q with guards (d = 0 or all-zero -> 0; small negatives -> 0)."""
     ok = (d > 0) & (sq > 0)
     one = jnp.ones((), sp.dtype)
@@ -95,12 +101,14 @@ def _is_array(x: Any) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, np.generic, float, int))
 
 
-def _masked_abs(w: jax.Array, mask: jax.Array | None) -> jax.Array:
+def masked_abs(w: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """|w| with masked-out entries set to 0."""
     a = jnp.abs(w)
     return a if mask is None else jnp.where(mask, a, jnp.zeros((), a.dtype))
 
 
-def _max_scale(a: jax.Array, axis=None) -> jax.Array:
+def max_scale(a: jax.Array, axis=None) -> jax.Array:
+    """max a over `axis` (kept dims), 1 where it is 0: the scale the power sums divide by."""
     m = jnp.max(a, axis=axis, keepdims=axis is not None) if a.size else jnp.zeros((), a.dtype)
     # stop_gradient: I is scale invariant, so d I / d scale = 0 exactly; this just avoids noise.
     return jax.lax.stop_gradient(jnp.where(m > 0, m, jnp.ones((), a.dtype)))
@@ -136,18 +144,18 @@ def pq_index(w: Any, *, p: float = 0.5, q: float = 1.0, mask: Any = None, filter
     if _is_array(w):
         w = _float(validation.check_array(w, "w", dtype="numeric"))
         _check_mask(mask, w, is_tree=False)
-        sp, sq, d = _sums(w, mask, p, q, None, _max_scale(_masked_abs(w, mask)))
-        return _from_sums(sp, sq, d, p, q)
+        sp, sq, d = power_sums(w, mask, p, q, None, max_scale(masked_abs(w, mask)))
+        return index_from_sums(sp, sq, d, p, q)
     _check_mask(mask, w, is_tree=True)
     leaves = _selected(w, filter)
     if not leaves:
         raise ValueError("w: no leaves selected (empty pytree or filter rejects every leaf)")
     mleaves = dict(_selected(mask, None)) if mask is not None else {}
     items = [(_float(leaf), mleaves.get(path)) for path, leaf in leaves]
-    scale = _max_scale(jnp.stack([jnp.max(_masked_abs(x, m), initial=0) for x, m in items]))
-    sums = [_sums(x, m, p, q, None, scale) for x, m in items]
+    scale = max_scale(jnp.stack([jnp.max(masked_abs(x, m), initial=0) for x, m in items]))
+    sums = [power_sums(x, m, p, q, None, scale) for x, m in items]
     sp, sq, d = (sum(s[i] for s in sums) for i in range(3))
-    return _from_sums(sp, sq, d, p, q)
+    return index_from_sums(sp, sq, d, p, q)
 
 
 def pq_index_per_layer(w: Any, *, p: float = 0.5, q: float = 1.0, mask: Any = None, filter: Filter | None = None):
@@ -159,8 +167,8 @@ def pq_index_per_layer(w: Any, *, p: float = 0.5, q: float = 1.0, mask: Any = No
         if filter is not None and not filter(path, leaf):
             return None
         x = _float(leaf)
-        sp, sq, d = _sums(x, m, p, q, None, _max_scale(_masked_abs(x, m)))
-        return _from_sums(sp, sq, d, p, q)
+        sp, sq, d = power_sums(x, m, p, q, None, max_scale(masked_abs(x, m)))
+        return index_from_sums(sp, sq, d, p, q)
 
     if mask is None:
         return jax.tree_util.tree_map_with_path(one, w)
@@ -178,9 +186,9 @@ def pq_index_per_neuron(w: jax.Array, *, p: float = 0.5, q: float = 1.0, mask: j
         raise ValueError(f"w: expected at least 1 dimension, got shape {w.shape}")
     _check_mask(mask, w, is_tree=False)
     axes = tuple(range(w.ndim - 1))
-    scale = _max_scale(_masked_abs(w, mask), axis=axes)
-    sp, sq, d = _sums(w, mask, p, q, axes, scale)
-    return _from_sums(sp, sq, d, p, q)
+    scale = max_scale(masked_abs(w, mask), axis=axes)
+    sp, sq, d = power_sums(w, mask, p, q, axes, scale)
+    return index_from_sums(sp, sq, d, p, q)
 
 
 def retained_bound(index: Any, d: Any, *, p: float = 0.5, q: float = 1.0, eta_r: float = 0.0):

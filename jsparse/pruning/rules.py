@@ -28,7 +28,15 @@ import jax
 import jax.numpy as jnp
 
 from jsparse.core import validation
-from jsparse.pruning.pq_index import _from_sums, _masked_abs, _max_scale, _pow, _sums, check_pq, default_filter
+from jsparse.pruning.pq_index import (
+    check_pq,
+    default_filter,
+    index_from_sums,
+    masked_abs,
+    max_scale,
+    power_sums,
+    safe_pow,
+)
 from jsparse.pruning.select import kth_smallest, kth_smallest_rows
 
 __all__ = ["SAP", "Magnitude", "magnitude", "PruneInfo", "init_masks", "apply_masks", "remaining", "kth_smallest",
@@ -154,7 +162,7 @@ _prune_jit = jax.jit(_prune_impl, static_argnums=0)
 
 def _sap_counts(rule, sp, sq, d):
     """(index, r, c) of SAP from the PQ sums (see SAP): r rounded up, c rounded down."""
-    index = _from_sums(sp, sq, d, rule.p, rule.q)
+    index = index_from_sums(sp, sq, d, rule.p, rule.q)
     bound = d * (1.0 + rule.eta_r) ** (-rule.q / (rule.q - rule.p)) * (1.0 - index) ** (
         rule.q * rule.p / (rule.q - rule.p))
     r = jnp.ceil(bound)
@@ -173,7 +181,7 @@ def _pq_sums_f32(rule, w_list, m_list, inv):
     for x, y in zip(w_list, m_list):
         a = jnp.where(y, jnp.abs(x), z).reshape(-1, x.shape[-1])
         s = inv * a
-        part = jax.lax.reduce((a, _pow(s, rule.p), _pow(s, rule.q), y.reshape(a.shape).astype(jnp.int32)),
+        part = jax.lax.reduce((a, safe_pow(s, rule.p), safe_pow(s, rule.q), y.reshape(a.shape).astype(jnp.int32)),
                               (z, z, z, jnp.int32(0)),
                               lambda u, v: (jnp.maximum(u[0], v[0]), u[1] + v[1], u[2] + v[2], u[3] + v[3]), (1,))
         out = [jnp.maximum(out[0], jnp.max(part[0]))] + [o + jnp.sum(t) for o, t in zip(out[1:], part[1:])]
@@ -209,10 +217,10 @@ def _sap_global_f32(rule, w_list, m_list):
 def _group_sums(rule, w_list, m_list, axis):
     """(sum a^p, sum a^q, d) pooled over a group (axis=1: per row)."""
     if axis is None:
-        scale = _max_scale(jnp.stack([jnp.max(_masked_abs(x, y), initial=0) for x, y in zip(w_list, m_list)]))
+        scale = max_scale(jnp.stack([jnp.max(masked_abs(x, y), initial=0) for x, y in zip(w_list, m_list)]))
     else:
-        scale = _max_scale(_masked_abs(w_list[0], m_list[0]), axis=axis)
-    sums = [_sums(x, y, rule.p, rule.q, axis, scale) for x, y in zip(w_list, m_list)]
+        scale = max_scale(masked_abs(w_list[0], m_list[0]), axis=axis)
+    sums = [power_sums(x, y, rule.p, rule.q, axis, scale) for x, y in zip(w_list, m_list)]
     return tuple(sum(s[i] for s in sums) for i in range(3))
 
 
@@ -271,7 +279,8 @@ class Magnitude(_Rule):
     def _count(self, w_list, m_list, axis):
         d = sum(jnp.sum(y, axis=axis, dtype=jnp.int32) for y in m_list)
         # c is not used to pick entries (the quantile is); it only guards d = 0 below.
-        return jnp.asarray(self.fraction, w_list[0].dtype if jnp.issubdtype(w_list[0].dtype, jnp.inexact) else float), d, d, jnp.zeros_like(d)
+        dtype = w_list[0].dtype if jnp.issubdtype(w_list[0].dtype, jnp.inexact) else float
+        return jnp.asarray(self.fraction, dtype), d, d, jnp.zeros_like(d)
 
     def _threshold(self, a_list, c, d, axis):
         pos = self.fraction * (jnp.maximum(d, 1) - 1).astype(a_list[0].dtype)

@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jsparse.core import distributed
-
 from jsparse.pruning.masked import masked, set_masks
 
 __all__ = ["TrainState", "Trainer", "make_optimizer", "augment_flip_crop"]
@@ -86,7 +86,9 @@ class Trainer:
             self.mesh = distributed.data_mesh(mesh=mesh)
             n_dev = self.mesh.shape[distributed.DATA_AXIS]
             if batch_size % n_dev:
-                raise ValueError(f"batch_size: {batch_size} is not divisible by the {n_dev} devices of mesh axis 'data'")
+                raise ValueError(
+                    f"batch_size: {batch_size} is not divisible by the {n_dev} devices of mesh axis 'data'"
+                )
         self.train_epoch = jax.jit(self._train_epoch)
         self.evaluate = jax.jit(self._evaluate)
 
@@ -119,7 +121,9 @@ class Trainer:
             if self.augment:
                 xb = augment_flip_crop(k, xb)
             (loss, new_bs), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params, st.batch_stats, xb, yb)
-            updates, opt_state = self.tx.update(grads, st.opt_state, st.params)
+            # optax's schedules mix int step counts with floats: standard promotion for its code only.
+            with jax.numpy_dtype_promotion("standard"):
+                updates, opt_state = self.tx.update(grads, st.opt_state, st.params)
             return TrainState(optax.apply_updates(st.params, updates), new_bs, opt_state), loss
 
         keys = jax.random.split(kaug, n_steps)

@@ -20,7 +20,8 @@ def _run(tx, params, state, x, y, steps):
     @jax.jit
     def step(params, state):
         g = jax.grad(_loss)(params, x, y)
-        u, state = tx.update(g, state, params)
+        with jax.numpy_dtype_promotion("standard"):  # plain optax (the control) is not strict-clean
+            u, state = tx.update(g, state, params)
         return optax.apply_updates(params, u), state
 
     for _ in range(steps):
