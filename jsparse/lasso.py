@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from jax import lax
 
@@ -52,7 +53,7 @@ def soft_threshold(x: jax.Array, tau: jax.Array) -> jax.Array:
     """Proximal map of tau * ||.||_1 (real or complex): x * max(1 - tau / |x|, 0)."""
     mag = jnp.abs(x)
     tiny = jnp.finfo(mag.dtype).tiny
-    return x * jnp.maximum(1.0 - tau / jnp.maximum(mag, tiny), 0.0)
+    return x * jnp.maximum(1.0 - tau / jnp.maximum(mag, tiny), 0.0).astype(x.dtype)
 
 
 def _gradient(x, A, y):
@@ -74,7 +75,7 @@ def _step_size(A: jax.Array) -> jax.Array:
 
 def init(A: jax.Array, y: jax.Array, x0: jax.Array | None = None) -> LassoState:
     """Start at x0 (default 0) with step 1/||A||_2^2."""
-    dtype = jnp.result_type(A, y)
+    dtype = np.result_type(A.dtype, y.dtype)
     real = jnp.finfo(dtype).dtype
     x = jnp.zeros(A.shape[1], dtype) if x0 is None else x0.astype(dtype)
     return LassoState(x, x, jnp.ones((), real), _step_size(A.astype(dtype)), jnp.zeros((), jnp.int32),
@@ -84,10 +85,10 @@ def init(A: jax.Array, y: jax.Array, x0: jax.Array | None = None) -> LassoState:
 def step(state: LassoState, A, y, lam, tol, accelerated: bool = True) -> LassoState:
     """One ISTA/FISTA iteration; converged when the relative change of x falls below tol."""
     s = state.step_size
-    x_new = soft_threshold(state.z - s * _gradient(state.z, A, y), s * lam)
+    x_new = soft_threshold(state.z - s.astype(A.dtype) * _gradient(state.z, A, y), s * lam)
     if accelerated:
         t_new = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * state.t**2))
-        z_new = x_new + ((state.t - 1.0) / t_new) * (x_new - state.x)
+        z_new = x_new + ((state.t - 1.0) / t_new).astype(x_new.dtype) * (x_new - state.x)
     else:
         t_new, z_new = state.t, x_new
     change = runner.relative_change(x_new, state.x)
@@ -98,7 +99,7 @@ def fixed_point(solution, A, y, lam, tol, step_size):
     """T(x) = prox(x - s grad f(x)); its fixed points are the LASSO minimisers (any s > 0)."""
     (x,) = solution
     s = lax.stop_gradient(step_size)
-    return (soft_threshold(x - s * _gradient(x, A, y), s * lam),)
+    return (soft_threshold(x - s.astype(A.dtype) * _gradient(x, A, y), s * lam),)
 
 
 class FISTA(struct.PyTreeNode):
@@ -195,7 +196,7 @@ def fista(
     adjoint = runner.check_adjoint(adjoint)
     if x0 is not None:
         x0 = validation.check_array(x0, "x0", shape=(A.shape[1],), dtype="inexact")
-    dtype = jnp.result_type(A, y)
+    dtype = np.result_type(A.dtype, y.dtype)
     real = jnp.finfo(dtype).dtype
     solver = FISTA(jnp.asarray(lam, real), max_iters=max_iters, tol=float(tol), adjoint=adjoint,
                    accelerated=accelerated)

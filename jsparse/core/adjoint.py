@@ -31,6 +31,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 __all__ = ["Adjoint", "WhileLoop", "Unrolled", "Implicit", "as_adjoint", "ADJOINTS", "RunInfo",
@@ -69,7 +70,7 @@ def _trace_dtype(state: Any) -> jnp.dtype:
     leaves = [x for x in jax.tree_util.tree_leaves(state) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
     if not leaves:
         return jnp.dtype(jnp.float32)
-    return jnp.finfo(jnp.result_type(*leaves)).dtype  # real dtype of the widest leaf
+    return jnp.finfo(np.result_type(*(jnp.asarray(x).dtype for x in leaves))).dtype  # real dtype of the widest leaf
 
 
 def _freeze(stop: jax.Array, new: Any, old: Any) -> Any:

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jsparse.core.linalg import HIGHEST as _HIGHEST
 
@@ -55,9 +56,11 @@ def kron_shape(factors: Sequence[jax.Array]) -> tuple[int, int]:
 
 def _apply(mats: Sequence[jax.Array], x: jax.Array, in_dims: Sequence[int]) -> jax.Array:
     batch = x.shape[1:]
-    tensor = x.reshape(tuple(in_dims) + batch)
+    # One working dtype (real factors with a complex x, float32 with float64), promoted explicitly.
+    dtype = np.result_type(x.dtype, *(m.dtype for m in mats))
+    tensor = x.astype(dtype).reshape(tuple(in_dims) + batch)
     for mode, mat in enumerate(mats):
-        tensor = mode_product(tensor, mat, mode)
+        tensor = mode_product(tensor, mat.astype(dtype), mode)
     out_rows = 1
     for mat in mats:
         out_rows *= mat.shape[0]

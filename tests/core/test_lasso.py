@@ -16,8 +16,8 @@ def problem(key, dtype, m=20, n=30, k=3):
     A = jax.random.normal(k1, (m, n), real)
     x = jnp.zeros(n, real).at[:k].set(1.0 + jax.random.uniform(k2, (k,), real))
     if jnp.issubdtype(jnp.dtype(dtype), jnp.complexfloating):
-        A = A + 1j * jax.random.normal(k3, (m, n), real)
-        x = x * jnp.exp(1j * jnp.arange(n, dtype=real))
+        A = jax.lax.complex(A, jax.random.normal(k3, (m, n), real))
+        x = x.astype(dtype) * jnp.exp(jax.lax.complex(jnp.zeros(n, real), jnp.arange(n, dtype=real)))
     A, x = A.astype(dtype), x.astype(dtype)
     y = A @ x + 0.01 * jax.random.normal(k3, (m,), real).astype(dtype)
     return A, y

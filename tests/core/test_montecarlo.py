@@ -10,7 +10,7 @@ from jsparse.core import montecarlo, records
 def trial(key, snr_db, scale, method):
     noise = jax.random.normal(key, (4,))
     offset = 1.0 if method == "a" else -1.0
-    return {"score": jnp.sum(noise) * scale / snr_db + offset, "noise": noise}
+    return {"score": jnp.sum(noise) * jnp.asarray(scale, noise.dtype) / snr_db + offset, "noise": noise}
 
 
 GRID = {"snr_db": [10.0, 20.0, 30.0], "method": ["a", "b"], "scale": [1, 2]}
