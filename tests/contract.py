@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,6 +74,7 @@ def _ctx(dtype):
 
 
 def _assert_close(a, b, rtol, atol, what):
+    chex.assert_trees_all_equal_structs(a, b)  # the same fields (structure) before any value
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
     assert len(la) == len(lb), what
     for x, y in zip(la, lb):
