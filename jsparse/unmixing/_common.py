@@ -10,11 +10,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jsparse.core.linalg import HIGHEST
 from jsparse.core.validation import check_array, check_int
 
 __all__ = ["UnmixingResult", "check_image", "check_num_endmembers", "project_simplex", "mm", "sparsity_lambda"]
-
-HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class UnmixingResult(NamedTuple):

@@ -24,14 +24,15 @@ from A after every step. That h step is a heuristic, so O is not guaranteed to d
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jsparse.unmixing._common import mm, project_simplex
+from jsparse.unmixing._common import mm, project_simplex, sparsity_lambda
 
-__all__ = ["MUConfig", "MUState", "MUArgs", "mu_init", "mu_step", "mu_objective", "LOSSES", "GUIDANCES"]
+__all__ = ["MUConfig", "MUParams", "MUState", "mu_params", "mu_init", "mu_step", "mu_objective", "LOSSES",
+           "GUIDANCES"]
 
 LOSSES = ("fro", "l21")
 GUIDANCES = ("none", "uniform", "learned", "exponent")
@@ -45,26 +46,27 @@ class MUConfig(NamedTuple):
     p: float = 0.5
 
 
-class MUArgs(NamedTuple):
-    """Problem data and numeric settings (traced: new values do not recompile)."""
+class MUParams(NamedTuple):
+    """Numeric settings resolved at the start (scalars of Y's dtype; traced, so new values do not recompile)."""
 
-    Y: jax.Array  # (L, N)
     lam: jax.Array  # sparsity weight
     gamma: jax.Array  # map regulariser
     delta2: jax.Array  # ASC weight delta^2
     budget: jax.Array  # s, the sum of the guidance map
-    tau: jax.Array  # l2,1 scale (1 for "fro")
-    eps: jax.Array  # smoothing of the channel norms
-    tol: jax.Array  # relative objective change that stops the loop
+    tau: jax.Array  # l2,1 scale (1 for "fro"), from the starting residual
+    eps: jax.Array  # smoothing of the channel norms, from Y
 
 
 class MUState(NamedTuple):
-    M: jax.Array  # (L, R)
-    A: jax.Array  # (R, N)
-    h: jax.Array  # (N,)
-    objective: jax.Array  # scalar, O at (M, A, h)
-    iteration: jax.Array
-    converged: jax.Array
+    """Iterate of the engine. M (L, R), A (R, N), h (N,); objective a scalar; params as resolved at the start."""
+
+    M: jax.Array
+    A: jax.Array
+    h: jax.Array
+    objective: jax.Array  # O at (M, A, h)
+    params: MUParams
+    iteration: jax.Array  # int32
+    converged: jax.Array  # bool
 
 
 def _floor(dtype):
@@ -77,6 +79,28 @@ _DIV = 1e-30  # added to MU denominators against 0/0 (far below any real denomin
 
 def _channel_norms(E, eps):
     return jnp.sqrt(jnp.sum(E * E, axis=1) + eps * eps)
+
+
+def mu_params(cfg: MUConfig, Y: jax.Array, M0: jax.Array, A0: jax.Array, lam: Any = None, gamma: Any = None,
+              delta: Any = 15.0, budget: Any = 1.0) -> MUParams:
+    """Resolve the numeric settings for data Y (L, N) and the start (M0, A0).
+
+    lam None: the L1/2-NMF heuristic `sparsity_lambda(Y)`; gamma None: lam / 8; budget is the mean of
+    the guidance map (its sum is budget * N); eps = 1e-6 sqrt(||Y||_F^2 / L); tau (loss "l21") is the
+    harmonic mean of the starting channel residual norms.
+    """
+    dtype = Y.dtype
+    L, N = Y.shape
+    lam = (sparsity_lambda(Y) if lam is None else jnp.asarray(lam)).astype(dtype)
+    gamma = (lam / 8.0 if gamma is None else jnp.asarray(gamma)).astype(dtype)
+    eps = (1e-6 * jnp.sqrt(jnp.sum(Y * Y) / L)).astype(dtype)
+    if cfg.loss == "l21":
+        norms0 = _channel_norms(Y - mm(M0, A0), eps)
+        tau = 1.0 / jnp.mean(1.0 / norms0)  # harmonic mean of the initial channel residual norms
+    else:
+        tau = jnp.ones((), dtype)
+    return MUParams(lam, gamma, jnp.asarray(delta, dtype) ** 2, jnp.asarray(budget * N, dtype), tau.astype(dtype),
+                    eps)
 
 
 def _purity(A):
@@ -96,72 +120,71 @@ def _sparsity_value(cfg, A, h):
     return jnp.zeros((), A.dtype)
 
 
-def mu_objective(cfg: MUConfig, M, A, h, args: MUArgs) -> jax.Array:
+def mu_objective(cfg: MUConfig, M, A, h, Y: jax.Array, params: MUParams) -> jax.Array:
     """O(M, A, h) as in the module docstring (scalar of Y's dtype)."""
-    E = args.Y - mm(M, A)
+    E = Y - mm(M, A)
     if cfg.loss == "l21":
-        data = args.tau * jnp.sum(_channel_norms(E, args.eps))
+        data = params.tau * jnp.sum(_channel_norms(E, params.eps))
     else:
         data = 0.5 * jnp.sum(E * E)
-    asc = 0.5 * args.delta2 * jnp.sum((jnp.sum(A, axis=0) - 1.0) ** 2)
-    out = data + asc + args.lam * _sparsity_value(cfg, A, h)
+    asc = 0.5 * params.delta2 * jnp.sum((jnp.sum(A, axis=0) - 1.0) ** 2)
+    out = data + asc + params.lam * _sparsity_value(cfg, A, h)
     if cfg.guidance == "learned":
-        out = out + args.gamma * jnp.sum(h * h)
+        out = out + params.gamma * jnp.sum(h * h)
     return out
 
 
-def _update_h(cfg: MUConfig, A, h, args: MUArgs):
+def _update_h(cfg: MUConfig, A, h, params: MUParams):
     if cfg.guidance == "learned":
         c = jnp.sum(A**cfg.p, axis=0)
-        gamma = jnp.maximum(args.gamma, jnp.finfo(A.dtype).tiny)
-        return project_simplex(-args.lam * c / (2.0 * gamma), args.budget, axis=0)
+        gamma = jnp.maximum(params.gamma, jnp.finfo(A.dtype).tiny)
+        return project_simplex(-params.lam * c / (2.0 * gamma), params.budget, axis=0)
     if cfg.guidance == "exponent":
         return _purity(A)
     return h
 
 
-def mu_init(cfg: MUConfig, M0, A0, args: MUArgs) -> MUState:
-    """State at (M0, A0) with the map h that fits A0 (ones for "uniform", zeros for "none")."""
+def mu_init(cfg: MUConfig, Y: jax.Array, M0: jax.Array, A0: jax.Array, params: MUParams) -> MUState:
+    """State at (M0, A0) with the map h that fits A0 (budget / N for "uniform", zeros for "none")."""
     N = A0.shape[1]
     if cfg.guidance == "uniform":
-        h = jnp.full((N,), 1.0, A0.dtype) * (args.budget / N)
+        h = jnp.full((N,), 1.0, A0.dtype) * (params.budget / N)
     elif cfg.guidance == "none":
         h = jnp.zeros((N,), A0.dtype)
     else:
-        h = _update_h(cfg, A0, jnp.zeros((N,), A0.dtype), args)
-    obj = mu_objective(cfg, M0, A0, h, args)
-    return MUState(M0, A0, h, obj, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+        h = _update_h(cfg, A0, jnp.zeros((N,), A0.dtype), params)
+    obj = mu_objective(cfg, M0, A0, h, Y, params)
+    return MUState(M0, A0, h, obj, params, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
 
 
-def _sparsity_grad(cfg, A, h, args):
+def _sparsity_grad(cfg, A, h, params):
     Af = jnp.maximum(A, _floor(A.dtype))
     if cfg.guidance in ("learned", "uniform"):
-        return args.lam * cfg.p * h[None, :] * Af ** (cfg.p - 1.0)
+        return params.lam * cfg.p * h[None, :] * Af ** (cfg.p - 1.0)
     if cfg.guidance == "exponent":
         q = _exponent(cfg, h)[None, :]
-        return args.lam * q * Af ** (q - 1.0)
+        return params.lam * q * Af ** (q - 1.0)
     return jnp.zeros_like(A)
 
 
-def mu_step(state: MUState, cfg: MUConfig, args: MUArgs) -> MUState:
-    """One sweep M -> (weights) -> A -> h; see the module docstring."""
-    Y = args.Y
-    M, A, h = state.M, state.A, state.h
+def mu_step(state: MUState, cfg: MUConfig, Y: jax.Array, tol: float) -> MUState:
+    """One sweep M -> (weights) -> A -> h; see the module docstring. Stops on |dO| / |O| < tol."""
+    M, A, h, params = state.M, state.A, state.h, state.params
     # 1. Endmembers: plain NMF update (row weights cancel elementwise).
     M = M * mm(Y, A.T) / (mm(M, mm(A, A.T)) + _DIV)
     # 2. IRLS channel weights at (M_new, A).
     if cfg.loss == "l21":
-        w = args.tau / _channel_norms(Y - mm(M, A), args.eps)
+        w = params.tau / _channel_norms(Y - mm(M, A), params.eps)
     else:
         w = jnp.ones((Y.shape[0],), Y.dtype)
     # 3. Abundances with the soft ASC (the delta-augmented row) and the weighted l_p term.
     WM = w[:, None] * M
-    num = mm(WM.T, Y) + args.delta2
-    den = mm(mm(M.T, WM), A) + args.delta2 * jnp.sum(A, axis=0, keepdims=True)
-    den = den + _sparsity_grad(cfg, A, h, args)
+    num = mm(WM.T, Y) + params.delta2
+    den = mm(mm(M.T, WM), A) + params.delta2 * jnp.sum(A, axis=0, keepdims=True)
+    den = den + _sparsity_grad(cfg, A, h, params)
     A = A * num / (den + _DIV)
     # 4. Guidance map.
-    h = _update_h(cfg, A, h, args)
-    obj = mu_objective(cfg, M, A, h, args)
+    h = _update_h(cfg, A, h, params)
+    obj = mu_objective(cfg, M, A, h, Y, params)
     change = jnp.abs(state.objective - obj) / jnp.maximum(jnp.abs(state.objective), jnp.finfo(obj.dtype).tiny)
-    return MUState(M, A, h, obj, state.iteration + 1, change < args.tol)
+    return MUState(M, A, h, obj, params, state.iteration + 1, change < tol)

@@ -2,119 +2,34 @@
 
 The paper text beyond the abstract was not available; the objective and updates implemented
 here are the reconstruction documented in docs/unmixing.md and in `jsparse.unmixing.mu`.
-`solve_mu` is the jitted core shared with the NMF-family baselines (`baselines.py`).
+`RRLbS` is the solver object (the multiplicative-update engine of `jsparse.unmixing.mu_solver`
+with RRLbS's defaults); `rrlbs` validates, builds one and runs it.
 """
 from __future__ import annotations
 
-from functools import partial
+from jsparse.core.validation import check_choice
+from jsparse.unmixing._common import UnmixingResult
+from jsparse.unmixing.mu_solver import MUSolver, mu_method
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+__all__ = ["RRLbS", "rrlbs"]
 
-from jsparse.core import runner
-from jsparse.core.validation import check_array, check_choice, check_int, check_positive
-from jsparse.unmixing._common import UnmixingResult, check_image, check_num_endmembers, mm, sparsity_lambda
-from jsparse.unmixing.mu import GUIDANCES, LOSSES, MUArgs, MUConfig, mu_init, mu_step
-from jsparse.unmixing.vca import vca_fcls
-
-__all__ = ["rrlbs", "solve_mu", "mu_method"]
-
-INITS = ("vca", "vca_whitened", "random")
+MAP_FORMS = {"simplex": "learned", "exponent": "exponent"}  # map_form -> the engine's guidance
 
 
-def _initial_point(Y, R, key, init, fcls_iters, init_floor):
-    """(M0, A0): VCA pixels + FCLS abundances, or random pixels + uniform abundances.
+class RRLbS(MUSolver):
+    """RRLbS as a solver object; data: Y (L, N). The settings of `MUSolver` with RRLbS's defaults.
 
-    "vca_whitened" runs VCA and FCLS on the noise-whitened rows s_l * y^l (`robust.whitening_scales`),
-    so that corrupted bands do not choose the pixels; M0 is still made of the raw pixels.
+    loss "l21" (or "fro"), guidance "learned" (`rrlbs`'s map_form "simplex") or "exponent"
+    (map_form "exponent"), p = 0.5, lam = None (lambda_e of Y), gamma = None (lam / 8), delta = 15,
+    budget = 1, start "vca".
 
-    A0 is pulled towards the barycentre by `init_floor` (A0 + f) / (1 + R f): multiplicative
-    updates cannot move an entry away from exactly zero, and this keeps the sum-to-one.
+    Example::
+
+        solver = RRLbS(4, max_iters=200)
+        state = solver.init(Y, jax.random.PRNGKey(0))          # floored VCA-FCLS start
+        state, _ = jax.lax.scan(lambda s, _: (solver.step(s, Y), None), state, None, length=200)
+        res = solver.result(state, Y)                           # UnmixingResult (objective None)
     """
-    N = Y.shape[1]
-    if init in ("vca", "vca_whitened"):
-        M0, A0, _ = vca_fcls(Y, R, key, whiten=init == "vca_whitened", fcls_iters=fcls_iters, tol=0.0)
-    else:
-        idx = jax.random.choice(key, N, (R,), replace=False)
-        M0 = Y[:, idx]
-        A0 = jnp.full((R, N), 1.0 / R, Y.dtype)
-    f = jnp.asarray(init_floor, Y.dtype)
-    A0 = (A0 + f) / (1.0 + R * f)
-    # Strictly positive endmembers for the same reason (a zero reflectance would stay zero).
-    M0 = jnp.maximum(M0, 1e-6 * jnp.max(Y))
-    return M0, A0
-
-
-@partial(jax.jit, static_argnames=("R", "cfg", "init", "max_iters", "adjoint", "fcls_iters"))
-def solve_mu(Y, key, M0, A0, lam, gamma, delta, tol, budget_frac, init_floor, *, R, cfg, init, max_iters,
-             adjoint, fcls_iters):
-    """Traced core (no validation). M0/A0 of shape (0, 0) mean "compute the initial point"."""
-    dtype = Y.dtype
-    L, N = Y.shape
-    if M0.size == 0:
-        M0, A0 = _initial_point(Y, R, key, init, fcls_iters, init_floor)
-    M0, A0 = M0.astype(dtype), A0.astype(dtype)
-    lam = jnp.where(jnp.isnan(lam), sparsity_lambda(Y), lam).astype(dtype)
-    gamma = jnp.where(jnp.isnan(gamma), lam / 8.0, gamma).astype(dtype)
-    eps = (1e-6 * jnp.sqrt(jnp.sum(Y * Y) / L)).astype(dtype)
-    if cfg.loss == "l21":
-        norms0 = jnp.sqrt(jnp.sum((Y - mm(M0, A0)) ** 2, axis=1) + eps * eps)
-        tau = 1.0 / jnp.mean(1.0 / norms0)  # harmonic mean of the initial channel residual norms
-    else:
-        tau = jnp.ones((), dtype)
-    args = MUArgs(Y, lam, gamma, (jnp.asarray(delta, dtype) ** 2), jnp.asarray(budget_frac * N, dtype),
-                  tau.astype(dtype), eps, jnp.asarray(tol, dtype))
-    state = mu_init(cfg, M0, A0, args)
-    step = lambda st, a: mu_step(st, cfg, a)  # noqa: E731 - cfg is static, args travel as data
-    trace = lambda st, a: st.objective  # noqa: E731
-    final, info = runner.run(step, state, (args,), max_iters=max_iters, adjoint=adjoint, trace_fn=trace)
-    A = jnp.maximum(final.A, 0.0)
-    A = A / jnp.maximum(jnp.sum(A, axis=0, keepdims=True), jnp.finfo(dtype).tiny)
-    return UnmixingResult(final.M, A, final.h, info.trace, info.iterations, info.converged)
-
-
-def _nan_if_none(v, name):
-    if v is None:
-        return np.nan
-    check_positive(v, name, allow_zero=True)
-    return v
-
-
-def mu_method(Y, num_endmembers, *, cfg: MUConfig, key=None, lam=None, gamma=None, delta=15.0, budget=1.0,
-              init="vca", init_endmembers=None, init_abundances=None, init_floor=1e-2, max_iters=1000,
-              tol=1e-6, adjoint="none", fcls_iters=200, clip_negative=False) -> UnmixingResult:
-    """Validate and run one member of the multiplicative-update family (see `rrlbs` for the args)."""
-    Y = check_image(Y, clip_negative=clip_negative)
-    L, N = Y.shape
-    R = check_num_endmembers(num_endmembers, L)
-    check_choice(cfg.loss, "loss", LOSSES)
-    check_choice(cfg.guidance, "guidance", GUIDANCES)
-    if not (0.0 < cfg.p <= 1.0):
-        raise ValueError(f"p: expected a value in (0, 1], got {cfg.p!r}")
-    check_choice(init, "init", INITS)
-    check_int(max_iters, "max_iters", minimum=1)
-    check_int(fcls_iters, "fcls_iters", minimum=1)
-    check_positive(tol, "tol", allow_zero=True)
-    check_positive(delta, "delta", allow_zero=True)
-    check_positive(budget, "budget")
-    check_positive(init_floor, "init_floor", allow_zero=True)
-    runner.check_adjoint(adjoint, implicit_available=False)
-    lam = _nan_if_none(lam, "lam")
-    gamma = _nan_if_none(gamma, "gamma")
-    if (init_endmembers is None) != (init_abundances is None):
-        raise ValueError("init_endmembers: pass init_endmembers and init_abundances together")
-    if init_endmembers is not None:
-        M0 = check_array(init_endmembers, "init_endmembers", shape=(L, R), dtype="float", nonnegative=True)
-        A0 = check_array(init_abundances, "init_abundances", shape=(R, N), dtype="float", nonnegative=True)
-    else:
-        M0 = A0 = jnp.zeros((0, 0), Y.dtype)
-    if key is None:
-        if init_endmembers is None:
-            raise ValueError("key: a PRNG key is needed for the VCA / random initialisation")
-        key = jax.random.PRNGKey(0)
-    return solve_mu(Y, key, M0, A0, lam, gamma, delta, tol, budget, init_floor, R=R, cfg=cfg, init=init,
-                    max_iters=max_iters, adjoint=adjoint, fcls_iters=fcls_iters)
 
 
 def rrlbs(Y, num_endmembers: int, *, p: float = 0.5, lam=None, gamma=None, delta: float = 15.0,
@@ -144,8 +59,8 @@ def rrlbs(Y, num_endmembers: int, *, p: float = 0.5, lam=None, gamma=None, delta
       key: PRNG key for the initialisation (required unless init_endmembers is given).
       init: "vca" (VCA pixels + FCLS abundances), "vca_whitened" (the same on noise-whitened bands,
         robust to outlier channels; `jsparse.unmixing.robust`) or "random" (random pixels + uniform
-        abundances).
-      init_endmembers, init_abundances: explicit (L, R) / (R, N) starting point (overrides init).
+        abundances). The start is `initial_point(Y, R, key, init=..., fcls_iters=..., init_floor=...)`.
+      init_endmembers, init_abundances: explicit (L, R) / (R, N) starting point (overrides init; used as is).
       init_floor: A0 <- (A0 + f) / (1 + R f) so that no abundance starts at exactly zero.
       max_iters, tol: budget and relative-objective-change stopping rule.
       adjoint: "none" (early stop) or "unrolled" (reverse-differentiable scan).
@@ -156,11 +71,8 @@ def rrlbs(Y, num_endmembers: int, *, p: float = 0.5, lam=None, gamma=None, delta
       UnmixingResult (endmembers (L, R), abundances (R, N) renormalised to sum to one, guidance
       (N,), objective trace (max_iters,), iterations, converged).
     """
-    check_choice(map_form, "map_form", ("simplex", "exponent"))
-    guidance = "learned" if map_form == "simplex" else "exponent"
-    cfg = MUConfig(loss=loss, guidance=guidance, p=float(p))
-    return mu_method(Y, num_endmembers, cfg=cfg, key=key, lam=lam, gamma=gamma, delta=delta, budget=budget,
-                     init=init, init_endmembers=init_endmembers, init_abundances=init_abundances,
-                     init_floor=init_floor, max_iters=max_iters, tol=tol, adjoint=adjoint,
-                     fcls_iters=fcls_iters, clip_negative=clip_negative)
-
+    check_choice(map_form, "map_form", tuple(MAP_FORMS))
+    return mu_method(RRLbS, Y, num_endmembers, loss=loss, guidance=MAP_FORMS[map_form], p=p, key=key, lam=lam,
+                     gamma=gamma, delta=delta, budget=budget, init=init, init_endmembers=init_endmembers,
+                     init_abundances=init_abundances, init_floor=init_floor, max_iters=max_iters, tol=tol,
+                     adjoint=adjoint, fcls_iters=fcls_iters, clip_negative=clip_negative)

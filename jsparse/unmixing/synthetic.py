@@ -56,7 +56,11 @@ def _smooth_field(key, shape, count, width, dtype):
     fy = jnp.fft.fftfreq(H)[:, None]
     fx = jnp.fft.fftfreq(W)[None, :]
     filt = jnp.exp(-2.0 * (jnp.pi * width) ** 2 * (fy**2 + fx**2))
-    out = jnp.real(jnp.fft.ifft2(jnp.fft.fft2(z) * filt[None])).astype(dtype)
+    Z = jnp.fft.fft2(z)
+    # The standard promotion of (complex, real), written out for strict dtype promotion.
+    wide = jnp.dtype(jnp.float64) in (jnp.finfo(Z.dtype).dtype, filt.dtype)
+    ctype = jnp.complex128 if wide else jnp.complex64
+    out = jnp.real(jnp.fft.ifft2(Z.astype(ctype) * filt[None].astype(ctype))).astype(dtype)
     out = out - jnp.mean(out, axis=(1, 2), keepdims=True)
     return out / jnp.maximum(jnp.std(out, axis=(1, 2), keepdims=True), 1e-12)
 

@@ -24,7 +24,7 @@ import numpy as np
 from jsparse.core import linalg
 from jsparse.core.validation import check_int, check_positive
 from jsparse.unmixing._common import UnmixingResult, check_image, check_num_endmembers, mm
-from jsparse.unmixing.fcls import fcls_solve
+from jsparse.unmixing.fcls import FCLS, solve_fcls
 from jsparse.unmixing.robust import whitening_scales
 
 __all__ = ["vca", "vca_indices"]
@@ -96,16 +96,17 @@ def vca_indices(Y: jax.Array, num_endmembers: int, key: jax.Array, snr_db=None) 
     return jnp.stack(idx)
 
 
-def vca_fcls(Y, R: int, key, *, whiten: bool = False, snr_db=None, fcls_iters: int = 500, tol: float = 1e-7):
-    """(M (L, R) raw VCA pixels, A (R, N) FCLS abundances, FCLS info); no validation (internal).
+def vca_fcls(Y, R: int, key, *, whiten: bool = False, snr_db=None, fcls_iters: int = 500,
+             tol: float = 1e-7) -> UnmixingResult:
+    """VCA-FCLS without validation (internal): raw VCA pixels (L, R) and FCLS abundances (R, N).
 
     With `whiten`, VCA and FCLS see the noise-whitened rows s_l * y^l (`robust.whitening_scales`),
     so corrupted bands neither choose the pixels nor drive the abundances; M is still raw pixels.
     """
     Yw = whitening_scales(Y)[:, None] * Y if whiten else Y
     idx = vca_indices(Yw, R, key, snr_db)
-    A, info = fcls_solve(Yw, Yw[:, idx], max_iters=fcls_iters, tol=tol)
-    return Y[:, idx], A, info
+    res = solve_fcls(FCLS(max_iters=fcls_iters, tol=float(tol)), Yw, Yw[:, idx])
+    return res._replace(endmembers=Y[:, idx])
 
 
 def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol: float = 1e-7,
@@ -135,6 +136,5 @@ def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol:
         raise ValueError(f"snr_db: expected a finite number of dB or None, got {snr_db!r}")
     if not isinstance(whiten, (bool, np.bool_)):
         raise ValueError(f"whiten: expected a bool, got {whiten!r}")
-    M, A, info = vca_fcls(Y, R, key, whiten=whiten, snr_db=snr_db, fcls_iters=fcls_iters, tol=tol)
-    return UnmixingResult(M, A, jnp.zeros((Y.shape[1],), Y.dtype), info.trace, info.iterations, info.converged)
+    return vca_fcls(Y, R, key, whiten=whiten, snr_db=snr_db, fcls_iters=fcls_iters, tol=tol)
 
