@@ -46,7 +46,7 @@ class LassoResult(NamedTuple):
     iterations: jax.Array
     converged: jax.Array
     finite: jax.Array
-    objective: jax.Array
+    objective: jax.Array | None
 
 
 def soft_threshold(x: jax.Array, tau: jax.Array) -> jax.Array:

@@ -102,7 +102,8 @@ def _scan_inner(body: Callable, x0: Any, done: Callable, max_iters: int) -> Any:
     return out
 
 
-def _while_outer(step, state, args, max_iters, trace_fn):
+def _while_outer(step: Callable[..., Any], state: Any, args: tuple, max_iters: int,
+                 trace_fn: Callable[..., Any] | None) -> tuple[Any, RunInfo]:
     dtype = _trace_dtype(state)
     trace0 = jnp.full((max_iters,), jnp.nan, dtype) if trace_fn is not None else None
 
@@ -114,7 +115,7 @@ def _while_outer(step, state, args, max_iters, trace_fn):
         st, k, _, tr = carry
         new = step(st, *args)
         ok = tree_all_finite(new)
-        if tr is not None:
+        if trace_fn is not None:  # then the carried trace is an array
             tr = tr.at[k].set(jnp.asarray(trace_fn(new, *args)).real.astype(dtype))
         return new, k + 1, ok, tr
 
@@ -123,7 +124,8 @@ def _while_outer(step, state, args, max_iters, trace_fn):
     return final, RunInfo(final.iteration, final.converged & ok, ok, trace)
 
 
-def _scan_outer(step, state, args, max_iters, trace_fn, checkpoint_every):
+def _scan_outer(step: Callable[..., Any], state: Any, args: tuple, max_iters: int,
+                trace_fn: Callable[..., Any] | None, checkpoint_every: int | None) -> tuple[Any, RunInfo]:
     dtype = _trace_dtype(state)
 
     def one(carry, k):

@@ -24,7 +24,11 @@ DATA_AXIS = "data"
 MODEL_AXIS = "model"
 
 
-def data_mesh(devices: Sequence[jax.Device] | None = None, mesh: Mesh | None = None, axis: str = DATA_AXIS) -> Mesh:
+def data_mesh(
+    devices: Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]  # untyped alias of a compiled class
+    mesh: Mesh | None = None,
+    axis: str = DATA_AXIS,
+) -> Mesh:
     """A 1-D mesh over `devices` (default: all) with axis `axis`, or validate an explicit `mesh`.
 
     Also used by the Monte Carlo harness for its "trials" axis.
@@ -83,7 +87,7 @@ def shard_axis_of_size(tree: Any, mesh: Mesh, size: int, axis: str = MODEL_AXIS)
     def place(leaf):
         shape = np.shape(leaf)
         dims = [i for i, s in enumerate(shape) if s == size]
-        spec = [None] * len(shape)
+        spec: list[str | None] = [None] * len(shape)
         if dims:
             spec[dims[-1]] = axis
         return jax.device_put(leaf, NamedSharding(mesh, P(*spec)))

@@ -88,8 +88,8 @@ def kron_dense(factors: Sequence[jax.Array]) -> jax.Array:
 
 def kron_diag_gram(factors: Sequence[jax.Array]) -> jax.Array:
     """diag(H^H H) for H = ⊗_k H_k, as a length-N real vector (column norms squared)."""
-    out = None
-    for f in factors:
-        d = jnp.sum(jnp.abs(f) ** 2, axis=0)
-        out = d if out is None else jnp.outer(out, d).reshape(-1)
+    norms = [jnp.sum(jnp.abs(f) ** 2, axis=0) for f in factors]
+    out = norms[0]
+    for d in norms[1:]:
+        out = jnp.outer(out, d).reshape(-1)
     return out

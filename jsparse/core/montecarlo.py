@@ -92,7 +92,10 @@ def _validate(grid: Mapping[str, Sequence[Any]], num_trials: int, chunk_size: in
     return out
 
 
-def trial_mesh(devices: Sequence[jax.Device] | None = None, mesh: Mesh | None = None) -> Mesh:
+def trial_mesh(
+    devices: Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]  # untyped alias of a compiled class
+    mesh: Mesh | None = None,
+) -> Mesh:
     """The 1-D mesh the trial axis is split over (axis name `TRIAL_AXIS`).
 
     Args:
@@ -228,7 +231,7 @@ def sweep(
     out_dir: str | Path | None = None,
     name: str = "sweep",
     progress: bool | None = None,
-    devices: Sequence[jax.Device] | None = None,
+    devices: Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]  # untyped alias of a compiled class
     mesh: Mesh | None = None,
 ) -> SweepResult:
     """Run `trial_fn` over every grid point and `num_trials` trials (see module docstring).

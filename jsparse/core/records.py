@@ -57,15 +57,15 @@ def environment() -> dict[str, Any]:
         "backend": jax.default_backend(),
         "devices": [str(d) for d in devices],
         "device_count": len(devices),
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": bool(jax.config.read("jax_enable_x64")),
     }
 
 
 def _jaxlib_version() -> str | None:
     try:
-        import jaxlib
+        from jaxlib.version import __version__
 
-        return jaxlib.__version__
+        return __version__
     except Exception:  # pragma: no cover - informational only
         return None
 
@@ -84,7 +84,7 @@ def to_builtin(obj: Any) -> Any:
     if isinstance(obj, (jax.Array, np.ndarray, np.generic)):
         arr = np.asarray(obj)
         if np.iscomplexobj(arr):
-            return to_builtin({"real": arr.real, "imag": arr.imag})
+            return to_builtin({"real": np.real(arr), "imag": np.imag(arr)})
         return to_builtin(arr.tolist()) if arr.ndim else to_builtin(arr.item())
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
@@ -122,7 +122,8 @@ def read_json(path: str | os.PathLike) -> Any:
 def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
     """Save named arrays (NumPy/JAX arrays or scalars) to one `.npz`, atomically (no pickles)."""
     buf = io.BytesIO()
-    np.savez(buf, **{str(k): np.asarray(v) for k, v in arrays.items()})
+    named: dict[str, Any] = {str(k): np.asarray(v) for k, v in arrays.items()}
+    np.savez(buf, **named)
     atomic_write_bytes(path, buf.getvalue())
 
 

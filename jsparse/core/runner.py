@@ -44,20 +44,25 @@ __all__ = ["ADJOINTS", "RunInfo", "Solver", "Adjoint", "WhileLoop", "Unrolled", 
 class Solver(Protocol):
     """What `solve` needs of a solver object (see the module docstring).
 
-    Attributes:
-      max_iters: static iteration budget. adjoint: an adjoint value or shorthand string.
-      solution: names of the state fields that form the fixed point (implicit adjoint); () if none.
+    Required (read-only): `max_iters` (static iteration budget), `adjoint` (an adjoint value or
+    shorthand string), and the methods `init(*data)`, `step(state, *data)` and
+    `result(state, *data, info=None)`; each solver names its own data arguments, so the
+    methods are typed with open signatures. Optional, read with `getattr`: `solution`, the
+    names of the state fields that form the fixed point (a class-level tuple such as
+    `("x",)`; `()` if none), and `fixed_point(solution, *data)`, both for the implicit adjoint.
     """
 
-    max_iters: int
-    adjoint: Any
-    solution: tuple
+    @property
+    def max_iters(self) -> int: ...
 
-    def init(self, *data) -> Any: ...
+    @property
+    def adjoint(self) -> Any: ...
 
-    def step(self, state: Any, *data) -> Any: ...
+    def init(self, *data: Any, **kwargs: Any) -> Any: ...
 
-    def result(self, state: Any, *data, info: RunInfo | None = None) -> Any: ...
+    def step(self, state: Any, *data: Any, **kwargs: Any) -> Any: ...
+
+    def result(self, state: Any, *data: Any, **kwargs: Any) -> Any: ...
 
 
 def check_adjoint(adjoint: str | Adjoint, *, implicit_available: bool = True) -> Adjoint:

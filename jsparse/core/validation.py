@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 

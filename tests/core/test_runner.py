@@ -53,6 +53,7 @@ def test_gradient_matches_closed_form(adjoint, x64):
 def test_trace_is_nan_after_stop_and_same_across_modes(x64):
     _, info_while = heron(jnp.asarray(3.0), "none")
     _, info_scan = heron(jnp.asarray(3.0), "unrolled")
+    assert info_while.trace is not None and info_scan.trace is not None
     k = int(info_while.iterations)
     assert np.all(np.isfinite(info_while.trace[:k])) and np.all(np.isnan(info_while.trace[k:]))
     np.testing.assert_allclose(info_scan.trace, info_while.trace, rtol=1e-12, atol=1e-20, equal_nan=True)
@@ -75,7 +76,8 @@ def test_diverging_trial_is_flagged_without_poisoning_the_batch():
         return S(x, st.iteration + 1, jnp.abs(x) < 1e-6)
 
     def solve(r):
-        final, info = runner.run(step, S(jnp.ones(()), jnp.zeros((), jnp.int32), jnp.zeros((), bool)), (r,), max_iters=500)
+        start = S(jnp.ones(()), jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+        final, info = runner.run(step, start, (r,), max_iters=500)
         return final.x, info
 
     x, info = jax.vmap(solve)(jnp.asarray([0.5, 1e30, 0.25]))
