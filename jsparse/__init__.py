@@ -8,15 +8,19 @@ Families (subpackages, imported on first use):
 Shared runtime: jsparse.core. A first algorithm through the runner: jsparse.lasso.
 """
 import importlib
+from typing import TYPE_CHECKING
 
 from jsparse import core
 from jsparse.core import kron, metrics
+
+if TYPE_CHECKING:  # the families load lazily (see __getattr__); type checkers see them as imports
+    from jsparse import lasso, pruning, sae, sbl, unmixing
 
 __version__ = "0.1.0"
 
 _LAZY = ("sbl", "unmixing", "pruning", "sae", "lasso")
 
-__all__ = ["core", "kron", "metrics", "__version__", *_LAZY]
+__all__ = ["core", "kron", "metrics", "__version__", "sbl", "unmixing", "pruning", "sae", "lasso"]
 
 
 def __getattr__(name):

@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from experiments.__main__ import main as run_experiments
         except ImportError:
-            print("jsparse experiments: run from a source checkout (the experiments/ folder is not installed)", file=sys.stderr)
+            print("jsparse experiments: run from a source checkout (the experiments/ folder is not installed)",
+                  file=sys.stderr)
             return 2
         return run_experiments(argv[1:])
     if argv and argv[0] == "sae":
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
             print("usage: jsparse sae {harvest,train} [options]  (add --help for the options)", file=sys.stderr)
             return 2
         return commands[argv[1]](argv[2:]) or 0
-    parser = argparse.ArgumentParser(prog="jsparse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="jsparse", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print versions, backend and devices as JSON")
     sub.add_parser("experiments", help="run reproductions (see python -m experiments --help)")
