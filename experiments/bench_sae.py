@@ -25,33 +25,36 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
 from experiments._timing import time_call
+from jsparse import sae
 from jsparse.core import records
 from jsparse.sae import gba
-from jsparse.sae.train import Options, build, init_state, make_step
+from jsparse.sae.train import build, init_state, make_step
 
-METHODS = ("gba", "gba_noadapt", "relu_tied", "ba", "topk", "batchtopk", "relu_l1", "jumprelu")
+# the library's methods plus two GBA references: without the window statistics and bias rule
+# ("gba_noadapt"), and a plain tied ReLU SAE with the same parameters and no penalty ("relu_tied")
+VARIANTS = {"gba_noadapt": sae.GBA(update_every=10, adapt=False),
+            "relu_tied": sae.ReLUL1(l1=0.0, tied=True, output_scale=True)}
+METHODS = ("gba", "gba_noadapt", "relu_tied", *sae.METHODS[1:])
 
 
-def _setup(method, d, width, batch, key, k=32):
-    base = {"gba_noadapt": "gba", "relu_tied": "relu_l1"}.get(method, method)
-    extra = dict(tied=True, output_scale=True) if method == "relu_tied" else {}
-    model = build(base, d, width, key, k=k if base in ("topk", "batchtopk") else None, **extra)
-    cfg = None
-    if base == "gba":
-        cfg = gba.make_config(width, groups=10, htf=0.5, ltf=1e-3, update_every=10)
-    elif base == "ba":
-        cfg = gba.make_config(width, groups=1, htf=0.02, update_every=10)
-    opts = Options(base, k, 0.0 if method == "relu_tied" else 3e-2, 1e-2, 1 / 32, d // 2, 200, 0.01,
-                   adapt=method != "gba_noadapt")
+def _method(name, k=32):
+    if name in VARIANTS:
+        return VARIANTS[name]
+    return sae.as_method(name, **{"gba": dict(update_every=10), "ba": dict(target=0.02, update_every=10),
+                                   "topk": dict(k=k), "batchtopk": dict(k=k)}.get(name, {}))
+
+
+def _setup(name, d, width, batch, key, k=32):
+    method = _method(name, k).resolve(d, width)
+    model = build(method, d, width, key)
     opt = optax.adam(1e-3)
     x = jax.random.normal(jax.random.fold_in(key, 1), (batch, d), jnp.float32)
-    state = init_state(model, opt, cfg, x, True)
-    step = make_step(nnx.graphdef(model), opts, cfg, opt)
+    state = init_state(model, opt, method, x, True)
+    step = make_step(nnx.graphdef(model), method.step_part(), opt)
     return step, state, x
 
 
@@ -83,14 +86,12 @@ def rule_cost(d, width, batch, reps):
 
 def memory_estimate(d=1536, width=65536, batch=4096, key=None):
     key = jax.random.PRNGKey(0) if key is None else key
-    model = build("gba", d, width, key)
-    cfg = gba.make_config(width, groups=10, update_every=10)
+    method = sae.GBA(update_every=10)
+    model = build(method, d, width, key)
     opt = optax.adam(1e-3)
-    opts = Options("gba", None, 0.0, 0.0, 0.0, d // 2, 200, 0.01)
     spec = jax.ShapeDtypeStruct((batch, d), jnp.float32)
-    _, params, rest = nnx.split(model, nnx.Param, ...)
-    state = init_state(model, opt, cfg, jnp.ones((8, d), jnp.float32), True)
-    step = make_step(nnx.graphdef(model), opts, cfg, opt)
+    state = init_state(model, opt, method, jnp.ones((8, d), jnp.float32), True)
+    step = make_step(nnx.graphdef(model), method.step_part(), opt)
     t0 = time.perf_counter()
     compiled = step.lower(state, spec).compile()
     ma = compiled.memory_analysis()

@@ -19,6 +19,7 @@ from __future__ import annotations
 from experiments import _env  # noqa: F401  (XLA flags before jax)
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from jsparse import sae
 from jsparse.core import records
-from jsparse.sae import gba, metrics
+from jsparse.sae import metrics
 
 PROBLEMS = {"heavy": dict(n=512, d=16, s=3, width=1024), "light": dict(n=512, d=128, s=8, width=1024),
             "small": dict(n=64, d=32, s=3, width=256)}  # small: the quick light problem and the unit test's
@@ -97,10 +98,9 @@ def run_variant(out: Path, name: str, over: dict, *, steps: int, batch: int, pro
 
 
 def _config(method, kw, width):
-    if method == "ba":
-        t = kw.get("target", float(np.sqrt(0.5 * 1e-3)))
-        return gba.make_config(width, groups=1, htf=t)
-    return gba.make_config(width, groups=10, htf=kw.get("htf", 0.5), ltf=kw.get("ltf", 1e-3))
+    """The variant's GBA/BA config (targets and group ids) from its method value."""
+    fields = {f.name for f in dataclasses.fields(sae.methods.METHOD_TYPES[method])}
+    return sae.as_method(method, **{k: v for k, v in kw.items() if k in fields}).config(width)
 
 
 def summarize(out: Path) -> str:

@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from experiments.sae_lm.calibrate import gba_targets, match_l0
+from jsparse.sae.methods import METHOD_TYPES, METHODS, AdaptiveMethod
 
 NAME = "sae_lm"
-METHODS = ("gba", "ba", "topk", "batchtopk", "relu_l1", "jumprelu")
+# the bias-adaptation methods (their L0 is calibrated through the target factor)
+ADAPTIVE = tuple(name for name, cls in METHOD_TYPES.items() if issubclass(cls, AdaptiveMethod))
 # penalties chosen per L0 target for the methods without a direct L0 knob (normalised units)
 L1_FOR = {8: 0.3, 16: 0.15, 32: 0.06, 64: 0.03}
 L0_FOR = {8: 0.05, 16: 0.02, 32: 0.008, 64: 0.003}
@@ -179,7 +181,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
     def one_run(method: str, l0: int, seed: int, factor: float = 1.0) -> dict:
         """Train (cached in runs/<name>/result.json, checkpointed), export, evaluate on the test
         split; also the L0 on the first train rows (what the GBA/BA calibration reads)."""
-        tag = f"_f{factor:.4g}" if method in ("gba", "ba") else ""
+        tag = f"_f{factor:.4g}" if method in ADAPTIVE else ""
         # The name carries a hash of every setting that changes the run, so a re-run with other
         # settings in the same --out folder trains afresh instead of reusing a stale result.
         kw = method_kwargs(method, l0, cfg["width"], cfg["bias_rule"], cfg["aux_k"], factor=factor,
@@ -211,7 +213,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
     for l0 in cfg["l0_targets"]:
         for method in methods:
             factor = cfg["factor0"] if method in ("gba", "ba") else 1.0  # (calib_rounds 0: used as given)
-            if method in ("gba", "ba") and cfg["calib_rounds"] > 0:
+            if method in ADAPTIVE and cfg["calib_rounds"] > 0:
                 # pilot rounds = seed-0 runs at trial factors (cached); the best one is seed 0's result
                 cal = match_l0(lambda f: one_run(method, l0, cfg["seeds"][0], f)["train_l0"], l0,
                                factor=cfg["factor0"], rounds=cfg["calib_rounds"],

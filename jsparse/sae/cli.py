@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .methods import METHODS
+
 __all__ = ["harvest_main", "train_main", "minilm_folder", "harvest_lm", "train_on_store"]
 
 
@@ -86,7 +88,8 @@ def harvest_lm(out, *, model: str = "minilm", layer: int = 3, tokens: int = 100_
         return h[doc, pos], rows
 
     return harvest(out, items(), fn, d=net.config.hidden_size, max_rows=tokens, dtype=dtype, shard_rows=shard_rows,
-                   model=model_name, layer=layer, meta=meta, with_ids=True, progress_desc=f"harvest L{layer}", show_progress=show_progress)
+                   model=model_name, layer=layer, meta=meta, with_ids=True, progress_desc=f"harvest L{layer}",
+                   show_progress=show_progress)
 
 
 def _finished_store(out, *, model, layer, dtype, meta, tokens):
@@ -136,11 +139,12 @@ def harvest_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train_on_store(store, out, *, method: str, width: int, steps: int, batch_size: int = 4096, seed: int = 0,
+def train_on_store(store, out, *, method, width: int, steps: int, batch_size: int = 4096, seed: int = 0,
                    data_seed: int = 0, show_progress: bool | None = None, **train_kw):
     """Train on a store's shuffled batches normalised by the store constant c (unit mean squared
     norm), checkpointing in out/checkpoint; the returned model takes raw activations (its input
-    scale is set to c). Returns (model, history)."""
+    scale is set to c). `method`: a name in METHODS or a method value (`sae.GBA(...)`), `train_kw`
+    as in `train`. Returns (model, history)."""
     import jax
     import jax.numpy as jnp
 
@@ -160,7 +164,7 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", required=True)
     p.add_argument("--eval-store", default=None, help="held-out store for FVU / L0 / dead fraction")
     p.add_argument("--out", required=True)
-    p.add_argument("--method", default="gba", choices=("gba", "ba", "topk", "batchtopk", "relu_l1", "jumprelu"))
+    p.add_argument("--method", default="gba", choices=METHODS, help="settings that do not apply to it are refused")
     p.add_argument("--width", type=int, default=1536)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=4096)
@@ -172,7 +176,8 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bias-init", choices=("zero", "quantile"), default=None,
                    help="gba / ba: biases start at 0 (paper) or at each latent's target quantile on the first batch")
-    p.add_argument("--tied", choices=("yes", "no"), default=None, help="decoder tied to the encoder (gba/ba default: yes)")
+    p.add_argument("--tied", choices=("yes", "no"), default=None,
+                   help="decoder tied to the encoder (gba/ba default: yes)")
     p.add_argument("--scale-init", type=float, default=None, help="gba / ba: initial output scale a (default 0.01)")
     a = p.parse_args(argv)
     from .store import ActivationStore

@@ -33,6 +33,8 @@ __all__ = [
     "update_bias",
     "maybe_update",
     "make_config",
+    "check_frequencies",
+    "quantile_bias",
 ]
 
 
@@ -61,7 +63,8 @@ class WindowStats(NamedTuple):
     samples: jax.Array
 
 
-def _check_frequencies(freqs: np.ndarray, name: str) -> None:
+def check_frequencies(freqs: np.ndarray, name: str) -> None:
+    """Raise ValueError naming `name` unless freqs is non-empty, 1-D, in (0, 1), strictly decreasing."""
     if freqs.ndim != 1 or freqs.size == 0:
         raise ValueError(f"{name}: expected a non-empty 1-D sequence of frequencies")
     if not np.all(np.isfinite(freqs)) or np.any(freqs <= 0) or np.any(freqs >= 1):
@@ -112,7 +115,7 @@ def make_config(
     groups/htf/ltf; BA is `groups=1` with `htf` the single target."""
     if targets is not None:
         freqs = np.asarray(targets, dtype=np.float64).reshape(-1)
-        _check_frequencies(freqs, "targets")
+        check_frequencies(freqs, "targets")
         groups = freqs.size
     else:
         freqs = target_frequencies(groups, htf, ltf)
@@ -169,3 +172,13 @@ def maybe_update(bias: jax.Array, stats: WindowStats, step: jax.Array, cfg: GBAC
     new_bias = jnp.where(closed, update_bias(bias, stats, cfg), bias)
     cleared = jax.tree_util.tree_map(lambda a: jnp.where(closed, jnp.zeros_like(a), a), stats)
     return new_bias, cleared, closed
+
+
+def quantile_bias(u: jax.Array, targets: jax.Array, low: float = -1.0, high: float = 0.0) -> jax.Array:
+    """Biases (M,) at which latent m fires on a fraction targets[m] of the rows of u (B, M):
+    b_m = -(the (1 - p_m) empirical quantile of u[:, m]) (order statistic ceil((1 - p_m) B) - 1 of
+    the sorted column: the top floor(p_m B) rows fire), clamped to [low, high]."""
+    b = u.shape[0]
+    srt = jnp.sort(u, axis=0)
+    idx = jnp.clip(jnp.ceil((1 - targets) * b).astype(jnp.int32) - 1, 0, b - 1)
+    return jnp.clip(-jnp.take_along_axis(srt, idx[None, :], axis=0)[0], low, high).astype(u.dtype)

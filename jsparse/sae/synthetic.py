@@ -18,8 +18,6 @@ checkpoint/resume exact).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np

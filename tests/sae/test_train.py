@@ -29,7 +29,8 @@ def test_gba_recovers_most_features(small):
 
 @pytest.mark.parametrize("method", ["ba", "topk", "batchtopk", "relu_l1", "jumprelu"])
 def test_every_method_trains(small, method):
-    model, hist = sae.train(small, method=method, width=64, steps=60, key=jax.random.PRNGKey(2), k=3, log_every=20)
+    k = dict(k=3) if method in ("topk", "batchtopk") else {}  # k belongs to the TopK methods only
+    model, hist = sae.train(small, method=method, width=64, steps=60, key=jax.random.PRNGKey(2), log_every=20, **k)
     assert hist["finite"] and hist["loss"].shape == (3,) and np.all(np.isfinite(hist["loss"]))
     assert hist["loss"][-1] < hist["loss"][0]
     ev = metrics.evaluate(model, [small.batch(5000)])
@@ -55,8 +56,9 @@ class _Killer:
 
 @pytest.mark.parametrize("method", ["gba", "topk"])
 def test_resume_is_bit_identical(small, tmp_path, method):
-    kw = dict(method=method, width=32, steps=50, key=jax.random.PRNGKey(3), k=3, log_every=5,
-              update_every=4, checkpoint_every=20)
+    setting = dict(update_every=4) if method == "gba" else dict(k=3)
+    kw = dict(method=method, width=32, steps=50, key=jax.random.PRNGKey(3), log_every=5, checkpoint_every=20,
+              **setting)
     full, hist_full = sae.train(_Killer(small), **kw)
     with pytest.raises(RuntimeError, match="killed"):
         sae.train(_Killer(small, kill_at=47), checkpoint_dir=tmp_path, **kw)  # last checkpoint: step 40
@@ -82,6 +84,10 @@ def test_resume_is_bit_identical(small, tmp_path, method):
         (dict(scale_warmup=-1), "scale_warmup"),
         (dict(bias_init="median"), "bias_init"),
         (dict(method="topk", k=17), "k"),
+        (dict(k=3), "k"),  # gba has no k: a setting of another method is refused, not ignored
+        (dict(method="topk", l1=0.1), "l1"),
+        (dict(method=3), "method"),
+        (dict(dead_steps=-1), "dead_steps"),
     ],
 )
 def test_bad_settings_raise(small, kwargs, match):
@@ -110,13 +116,13 @@ def test_scale_warmup_freezes_output_scale_then_releases(small):
     import optax
     from flax import nnx
 
-    from jsparse.sae.train import Options, build, init_state, make_step
+    from jsparse.sae.train import build, init_state, make_step
 
-    model = build("gba", 32, 16, jax.random.PRNGKey(4), scale_init=0.01)
-    cfg = sae.gba.make_config(16, groups=2, update_every=2)
+    method = sae.GBA(groups=2, update_every=2, scale_init=0.01)
+    model = build(method, 32, 16, jax.random.PRNGKey(4))
     opt = optax.adam(1e-2)
-    state = init_state(model, opt, cfg, small.batch(0), True)
-    step = make_step(nnx.graphdef(model), Options("gba", None, 0.0, 0.0, 0.0, 16, 200, 0.01, scale_warmup=3), cfg, opt)
+    state = init_state(model, opt, method, small.batch(0), True)
+    step = make_step(nnx.graphdef(model), method.step_part(), opt, scale_warmup=3)
     w0, a0 = np.asarray(state.params["w_enc"][...]), np.asarray(state.params["scale"][...])
     for i in range(3):
         state, _ = step(state, small.batch(i + 1))
