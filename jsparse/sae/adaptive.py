@@ -44,8 +44,10 @@ class BiasRuleStep:
         groups = jnp.asarray(gba.group_ids(targets.shape[0], self.num_groups))
         cfg = gba.GBAConfig(targets, groups, self.num_groups, self.gamma_minus, self.gamma_plus, self.eps,
                             self.update_every)
-        new_bias, stats, _ = gba.maybe_update(m.bias[...], stats, step, cfg)
-        m.bias[...] = new_bias
+        bias = m.bias
+        assert bias is not None, "an adaptive-gate SAE has a bias"
+        new_bias, stats, _ = gba.maybe_update(bias[...], stats, step, cfg)
+        bias[...] = new_bias
         return stats
 
 

@@ -78,10 +78,12 @@ class BatchTopK(TopK):
         val.check_in_range(self.threshold_rate, "threshold_rate", 0.0, 1.0)
 
     def post_step(self, m: SAE, stats: gba.WindowStats, targets, step, codes, z) -> gba.WindowStats:
+        threshold = m.threshold
+        assert threshold is not None, "a BatchTopK SAE has an inference threshold"
         kept_min = jnp.min(jnp.where(codes > 0, codes, jnp.inf))
-        kept_min = jnp.where(jnp.isfinite(kept_min), kept_min, m.threshold[...])
-        thr = m.threshold[...]
-        m.threshold[...] = jnp.where(step == 0, kept_min, thr + self.threshold_rate * (kept_min - thr))
+        kept_min = jnp.where(jnp.isfinite(kept_min), kept_min, threshold[...])
+        thr = threshold[...]
+        threshold[...] = jnp.where(step == 0, kept_min, thr + self.threshold_rate * (kept_min - thr))
         return stats
 
     def legacy_options(self) -> dict[str, Any]:
@@ -129,7 +131,9 @@ class JumpReLU(MethodBase):
         return dict(super().model_options(), bandwidth=self.bandwidth, jump_threshold=self.jump_threshold)
 
     def penalty(self, m: SAE, codes, z, resid, dead) -> jax.Array | None:
-        theta = jnp.exp(m.log_threshold[...])[None, :]
+        log_threshold = m.log_threshold
+        assert log_threshold is not None, "a JumpReLU SAE has thresholds"
+        theta = jnp.exp(log_threshold[...])[None, :]
         return self.l0 * jnp.mean(jnp.sum(step_fn(z, theta, m.bandwidth), axis=1))
 
     def legacy_options(self) -> dict[str, Any]:

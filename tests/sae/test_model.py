@@ -68,7 +68,7 @@ def test_jumprelu_ste_gradients_by_hand(x64):
     eps = 0.1
     g = jnp.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
     fz, ft = jax.grad(lambda z_, t_: jnp.sum(g * jumprelu(z_, t_, eps)), argnums=(0, 1))(z, theta)
-    np.testing.assert_allclose(np.asarray(fz), np.asarray(g * (z > theta)))
+    np.testing.assert_allclose(np.asarray(fz), np.asarray(g * (z > theta).astype(g.dtype)))
     rect = (np.abs((np.asarray(z) - 0.5) / eps) < 0.5).astype(float)
     want_t = -(0.5 / eps) * (rect * np.asarray(g)).sum(0, keepdims=True)
     np.testing.assert_allclose(np.asarray(ft), want_t)
