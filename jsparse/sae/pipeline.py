@@ -7,26 +7,21 @@ jitted step of batch i runs; errors are re-raised in the consumer.
 """
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .prefetch import Background
+
 __all__ = ["batch_iter", "check_batch", "Prefetcher"]
 
 
-def batch_iter(batches, start: int, stop: int):
+def batch_iter(batches: Any, start: int, stop: int):
     """Yield (i, batch) for i in [start, stop) from a stream, a callable or an iterable."""
-    if hasattr(batches, "batch"):
-        get: Callable | None = batches.batch
-    elif callable(batches):
-        get = batches
-    else:
-        get = None
-    if get is not None:
+    if hasattr(batches, "batch") or callable(batches):
+        get: Callable = batches.batch if hasattr(batches, "batch") else batches
         for i in range(start, stop):
             yield i, get(i)
         return
@@ -52,40 +47,17 @@ def check_batch(x, i, d, batch_size, dtype):
 
 
 class Prefetcher:
-    """Background thread that produces validated device batches ahead of the train step."""
+    """Background thread that produces validated device batches ahead of the train step.
+
+    source: iterable of (i, host batch); check(batch, i) -> device batch (validates, places).
+    Iterating yields (i, device batch) in order, up to `size` ready ahead; errors raised by the
+    source or by check are re-raised in the consumer. `close()` stops the thread."""
 
     def __init__(self, source, check, size: int = 2):
-        self._q: queue.Queue = queue.Queue(maxsize=max(size, 1))
-        self._stop = threading.Event()
-
-        def work():
-            try:
-                for i, b in source:
-                    item = (i, jax.block_until_ready(check(b, i)))
-                    while not self._stop.is_set():
-                        try:
-                            self._q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if self._stop.is_set():
-                        return
-                self._q.put(None)
-            except BaseException as err:  # handed to the consumer, re-raised there
-                self._q.put(err)
-
-        self._thread = threading.Thread(target=work, daemon=True)
-        self._thread.start()
+        self._ahead = Background(((i, jax.block_until_ready(check(b, i))) for i, b in source), size)
 
     def __iter__(self):
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        return iter(self._ahead)
 
     def close(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._ahead.close()
