@@ -82,11 +82,11 @@ def test_shuffle_mixes_across_shards_with_bounded_buffer(tmp_path, monkeypatch):
         sizes.append(shape[0] if isinstance(shape, tuple) else shape)
         return real(shape, *a, **k)
 
-    monkeypatch.setattr(st.np, "empty", spy)
+    monkeypatch.setattr(np, "empty", spy)
     first = next(iter(s.batches(10, seed=0, buffer_rows=40, block_rows=10)))
-    monkeypatch.setattr(st.np, "empty", real)
+    monkeypatch.setattr(np, "empty", real)
     assert sizes and 40 <= max(sizes) <= 40 + 10
-    shard_of = np.searchsorted(np.cumsum([sh.shape[0] for sh in s.shards]), st.np.array(
+    shard_of = np.searchsorted(np.cumsum([sh.shape[0] for sh in s.shards]), np.array(
         [np.flatnonzero(np.concatenate(list(s.shards))[:, 0] == t)[0] for t in first[:, 0]]), side="right")
     assert len(set(shard_of.tolist())) > 1  # one batch draws from several shards
 
@@ -134,34 +134,31 @@ def test_device_batches_normalise_and_order(tmp_path):
     assert len(pre) == len(host) and all(np.allclose(np.asarray(p), np.asarray(d), rtol=1e-6) for p, d in zip(pre, dev))
 
 
+def _damage(tmp_path, shard, edit):
+    """Write the test store, then replace the bytes of one shard file by edit(bytes); the store folder."""
+    _write(tmp_path / "s", _items())
+    f = tmp_path / "s" / f"shard_{shard:05d}.npy"
+    f.write_bytes(edit(f.read_bytes()))
+    return tmp_path / "s"
+
+
 def test_truncated_shard_names_file(tmp_path):
-    s = _write(tmp_path / "s", _items())
-    f = tmp_path / "s" / "shard_00001.npy"
-    data = f.read_bytes()
-    f.write_bytes(data[: len(data) - 50])
+    path = _damage(tmp_path, 1, lambda data: data[: len(data) - 50])
     with pytest.raises(ValueError, match="shard_00001.npy"):
-        st.ActivationStore(tmp_path / "s")
+        st.ActivationStore(path)
 
 
 def test_corrupt_header_names_file(tmp_path):
-    _write(tmp_path / "s", _items())
-    f = tmp_path / "s" / "shard_00002.npy"
-    data = bytearray(f.read_bytes())
-    data[:6] = b"garbag"
-    f.write_bytes(bytes(data))
+    path = _damage(tmp_path, 2, lambda data: b"garbag" + data[6:])
     with pytest.raises(ValueError, match="shard_00002.npy.*corrupt"):
-        st.ActivationStore(tmp_path / "s")
+        st.ActivationStore(path)
 
 
 def test_corrupt_payload_caught_by_checksum(tmp_path):
-    _write(tmp_path / "s", _items())
-    f = tmp_path / "s" / "shard_00000.npy"
-    data = bytearray(f.read_bytes())
-    data[-3] ^= 0xFF
-    f.write_bytes(bytes(data))
-    st.ActivationStore(tmp_path / "s")  # header fine: opens without verify
+    path = _damage(tmp_path, 0, lambda data: data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:])
+    st.ActivationStore(path)  # header fine: opens without verify
     with pytest.raises(ValueError, match="shard_00000.npy.*checksum"):
-        st.ActivationStore(tmp_path / "s", verify=True)
+        st.ActivationStore(path, verify=True)
 
 
 def test_manifest_disagreeing_with_shard_names_file(tmp_path):
