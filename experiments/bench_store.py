@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def main(argv=None) -> dict:
             w.close()
             s = ActivationStore(path)
             n_batches = s.num_tokens // a.batch
-            kw = dict(seed=1, buffer_rows=a.buffer_rows)
+            kw: dict[str, Any] = dict(seed=1, buffer_rows=a.buffer_rows)
             cases = {
                 "store.batches threads=1": lambda s=s: _consume(s.batches(a.batch, threads=1, **kw)),
                 "store.batches threads=2": lambda s=s: _consume(s.batches(a.batch, threads=2, **kw)),
@@ -80,7 +81,7 @@ def main(argv=None) -> dict:
             for name, fn in cases.items():
                 t = time_host(fn, repeats=a.repeats)
                 rows_epoch = n_batches * a.batch
-                r = dict(case=name, dtype=dtype, rows_per_s=rows_epoch / t.median_s,
+                r: dict[str, Any] = dict(case=name, dtype=dtype, rows_per_s=rows_epoch / t.median_s,
                          rows_per_cpu_s=rows_epoch / t.cpu_median_s, warmup_s=t.compile_s, **t.as_dict())
                 rows.append(r)
                 load.append(os.getloadavg()[0])
