@@ -20,6 +20,7 @@ re-iterable that is skipped ahead).
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -220,10 +221,10 @@ def fit(step, state: TrainState, batches, *, steps: int, check, log: History, sa
 
 def train(batches, *, method: str | Method = "gba", width: int, steps: int, key: jax.Array, lr: float = 3e-3,
           optimizer: optax.GradientTransformation | None = None, dead_steps: int = 200, scale_warmup: int = 0,
-          normalize: bool = True, dtype=jnp.float32, log_every: int = 10, checkpoint: Checkpoint | str | None = None,
-          checkpoint_dir=None, checkpoint_every: int = 500, resume: bool = True, prefetch: int = 2,
-          show_progress: bool | None = None, mesh=None, shard_latents: bool = False,
-          **options) -> tuple[SAE, dict[str, np.ndarray]]:
+          normalize: bool = True, dtype=jnp.float32, log_every: int = 10,
+          checkpoint: Checkpoint | str | Path | None = None, checkpoint_dir: str | Path | None = None,
+          checkpoint_every: int = 500, resume: bool = True, prefetch: int = 2, show_progress: bool | None = None,
+          mesh=None, shard_latents: bool = False, **options) -> tuple[SAE, dict[str, np.ndarray]]:
     """Train a sparse autoencoder on `batches` (each (B, d)) for `steps` steps.
 
     method: a method value (`sae.GBA(...)`, `sae.TopK(k=32)`, ...) or its name in METHODS, with
