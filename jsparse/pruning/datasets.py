@@ -13,7 +13,7 @@ import gzip
 import pickle
 import struct
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -43,11 +43,13 @@ def _normalise(x: np.ndarray, mean, std) -> np.ndarray:
 def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
+    from sklearn.utils import Bunch
 
-    data = load_digits()
+    data = cast(Bunch, load_digits())  # a Bunch unless return_X_y=True (sklearn has no overloads)
     x = (data.images / 16.0).astype(np.float32)[..., None]
     y = data.target.astype(np.int32)
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    split = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    xtr, xte, ytr, yte = (np.asarray(a) for a in split)
     mean, std = xtr.mean(), xtr.std()
     return Dataset(_normalise(xtr, mean, std), ytr, _normalise(xte, mean, std), yte, 10, "digits", False)
 

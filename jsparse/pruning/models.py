@@ -149,7 +149,10 @@ class Bottleneck(nnx.Module):
         out = jax.nn.relu(self.b1(self.c1(x), use_running_average=ura))
         out = jax.nn.relu(self.b2(self.c2(out), use_running_average=ura))
         out = self.b3(self.c3(out), use_running_average=ura)
-        short = x if self.down is None else self.down_bn(self.down(x), use_running_average=ura)
+        if self.down is None or self.down_bn is None:  # both are set together
+            short = x
+        else:
+            short = self.down_bn(self.down(x), use_running_average=ura)
         return jax.nn.relu(out + short)
 
 

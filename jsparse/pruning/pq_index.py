@@ -68,7 +68,8 @@ def safe_pow(a: jax.Array, e: float) -> jax.Array:
     return a**e
 
 
-def power_sums(w: jax.Array, mask: jax.Array | None, p: float, q: float, axis, scale: jax.Array):
+def power_sums(w: jax.Array, mask: jax.Array | None, p: float, q: float, axis,
+               scale: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(sum a^p, sum a^q, d) over `axis` with a = |w| / scale, masked entries excluded."""
     a = jnp.abs(w)
     if mask is not None:

@@ -72,7 +72,7 @@ def _round_record(t, trainer, data, params, bs, masks, new_masks, info, rule, tr
     pacc, _ = trainer.evaluate(apply_masks(params, new_masks), bs, data.x_test, data.y_test)
     frac, layers = remaining(masks, params)
     frac_next, _ = remaining(new_masks, params)
-    kw = dict(mask=masks, filter=default_filter)
+    kw: dict[str, Any] = {"mask": masks, "filter": default_filter}
     row = {
         "round": t, "remaining": float(frac), "remaining_layers": [float(v) for v in layers],
         "test_acc": float(acc), "test_loss": float(loss), "train_loss": float(train_loss),

@@ -67,8 +67,8 @@ def apply_masks(params: Any, masks: Any) -> Any:
     return jax.tree_util.tree_map(lambda p, m: jnp.where(m, p, jnp.zeros((), p.dtype)), params, masks)
 
 
-def remaining(masks: Any, params: Any, filter: Callable = default_filter) -> tuple[jax.Array, list]:
-    """(global remaining fraction, [per pruned-leaf fraction]) over the leaves `filter` selects."""
+def remaining(masks: Any, params: Any, filter: Callable = default_filter) -> tuple[jax.Array | float, list[jax.Array]]:
+    """(global remaining fraction, [per pruned-leaf fraction]) over the leaves `filter` selects (0.0, [] if none)."""
     ms = [m for (path, p), m in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree_util.tree_leaves(masks))
           if filter(path, p)]
     kept = sum(jnp.sum(m) for m in ms)
@@ -214,14 +214,17 @@ def _sap_global_f32(rule, w_list, m_list):
     return [y & (jnp.abs(x) >= thr) for x, y in zip(w_list, m_list)], index, d, r, c
 
 
-def _group_sums(rule, w_list, m_list, axis):
-    """(sum a^p, sum a^q, d) pooled over a group (axis=1: per row)."""
+def _group_sums(rule, w_list, m_list, axis) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(sum a^p, sum a^q, d) pooled over a group (axis=1: per row); the group has at least one leaf."""
     if axis is None:
         scale = max_scale(jnp.stack([jnp.max(masked_abs(x, y), initial=0) for x, y in zip(w_list, m_list)]))
     else:
         scale = max_scale(masked_abs(w_list[0], m_list[0]), axis=axis)
     sums = [power_sums(x, y, rule.p, rule.q, axis, scale) for x, y in zip(w_list, m_list)]
-    return tuple(sum(s[i] for s in sums) for i in range(3))
+    sp, sq, d = sums[0]
+    for sp_k, sq_k, d_k in sums[1:]:
+        sp, sq, d = sp + sp_k, sq + sq_k, d + d_k
+    return sp, sq, d
 
 
 @dataclasses.dataclass(frozen=True)

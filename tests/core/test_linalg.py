@@ -33,7 +33,8 @@ def test_eigh_gradient_finite_on_rank_deficient_matrix(x64):
 def test_spectral_norm_real_complex_and_gradient(x64):
     A = jax.random.normal(jax.random.PRNGKey(1), (5, 6, 4))
     np.testing.assert_allclose(jax.vmap(linalg.spectral_norm)(A), [np.linalg.norm(np.asarray(a), 2) for a in A])
-    C = jax.lax.complex(jax.random.normal(jax.random.PRNGKey(2), (3, 5)), jax.random.normal(jax.random.PRNGKey(3), (3, 5)))
+    C = jax.lax.complex(jax.random.normal(jax.random.PRNGKey(2), (3, 5)),
+                        jax.random.normal(jax.random.PRNGKey(3), (3, 5)))
     np.testing.assert_allclose(linalg.spectral_norm(C), np.linalg.norm(np.asarray(C), 2))
     d = jax.random.normal(jax.random.PRNGKey(4), (6, 4))
     g = jax.grad(linalg.spectral_norm)(A[0])

@@ -46,7 +46,8 @@ class Crash(RuntimeError):
 
 
 def test_interrupted_sweep_resumes_exactly(tmp_path, monkeypatch):
-    reference = montecarlo.sweep(trial, GRID, num_trials=6, key=5, chunk_size=4, out_dir=tmp_path / "ref", progress=False)
+    reference = montecarlo.sweep(trial, GRID, num_trials=6, key=5, chunk_size=4, out_dir=tmp_path / "ref",
+                                 progress=False)
 
     saved = []
     real_save = records.save_arrays

@@ -1,6 +1,7 @@
 """PQ Index: closed forms, the six Hurley-Rickard sparsity properties (hypothesis), scopes,
 the bound r, gradients, and the shared contract."""
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -150,7 +151,9 @@ def test_gradient_finite_difference(x64):
 
 def test_bad_inputs():
     w = jnp.ones(4)
-    for kw, name in [({"p": 1.0, "q": 1.0}, "p"), ({"p": 2.0, "q": 1.0}, "p"), ({"p": 0.0}, "p"), ({"p": -1.0}, "p")]:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"p": 1.0, "q": 1.0}, "p"), ({"p": 2.0, "q": 1.0}, "p"), ({"p": 0.0}, "p"), ({"p": -1.0}, "p")]
+    for kw, name in cases:
         with pytest.raises(ValueError, match=name):
             pruning.pq_index(w, **kw)
     with pytest.raises(ValueError, match="mask"):

@@ -81,7 +81,8 @@ def test_sap_matches_numpy(scope, p, q, eta, gamma, beta):
         params, masks = make_problem(seed)
         rule = pruning.SAP(p=p, q=q, eta_r=eta, gamma=gamma, beta=beta, scope=scope)
         got = rule.prune({k: jnp.asarray(v) for k, v in params.items()}, {k: jnp.asarray(v) for k, v in masks.items()})
-        want = np_prune(params, masks, scope, lambda a, m: np_sap_group(a.astype(np.float64), m, p, q, eta, gamma, beta))
+        want = np_prune(params, masks, scope,
+                        lambda a, m: np_sap_group(a.astype(np.float64), m, p, q, eta, gamma, beta))
         for k in params:
             np.testing.assert_array_equal(np.asarray(got[k]), want[k], err_msg=f"{scope} {k}")
 
@@ -177,7 +178,8 @@ class TestSAPContract(ContractSuite):
         name="sap_prune",
         fn=_sap_fn,
         make_inputs=_inputs,
-        bad_inputs=[BadInput(args=lambda: (jnp.ones((3, 3, 2, 4)), jnp.ones((8, 5)), jnp.ones((5, 8)) > 0), match="masks")],
+        bad_inputs=[BadInput(args=lambda: (jnp.ones((3, 3, 2, 4)), jnp.ones((8, 5)), jnp.ones((5, 8)) > 0),
+                             match="masks")],
     )
 
 

@@ -90,7 +90,8 @@ def test_resume_after_kill_gives_same_result(tmp_path, method, mlp_trainer):
     part = procedures.run_procedure(tr, data, rule, method=method, rounds=rounds, epochs=epochs,
                                     out_dir=tmp_path / "b", stop_after=1)  # "killed" after round 1
     assert part.computed == [0, 1]
-    again = procedures.run_procedure(tr, data, rule, method=method, rounds=rounds, epochs=epochs, out_dir=tmp_path / "b")
+    again = procedures.run_procedure(tr, data, rule, method=method, rounds=rounds, epochs=epochs,
+                                     out_dir=tmp_path / "b")
     assert again.computed == [2]  # rounds 0 and 1 were not redone
     assert len(again.records) == rounds + 1
     for a, b in zip(full.records, again.records):
@@ -104,7 +105,8 @@ def test_resume_after_kill_gives_same_result(tmp_path, method, mlp_trainer):
     else:
         assert [r["remaining"] for r in full.records] == pytest.approx([1.0, 0.8, 0.64], abs=0.01)
     with pytest.raises(ValueError, match="out_dir"):
-        procedures.run_procedure(tr, data, rule, method=method, rounds=rounds + 1, epochs=epochs, out_dir=tmp_path / "b")
+        procedures.run_procedure(tr, data, rule, method=method, rounds=rounds + 1, epochs=epochs,
+                                 out_dir=tmp_path / "b")
 
 
 def test_lottery_ticket_rewinds_to_initial_weights(mlp_trainer):
