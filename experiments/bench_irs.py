@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (XLA flag before jax import)
 
+# isort: split
+
 import argparse
 from pathlib import Path
 
@@ -24,11 +26,11 @@ import jax.numpy as jnp
 
 jax.config.update("jax_enable_x64", True)
 
+from experiments._timing import time_call  # noqa: E402
+from experiments.irs.run import LABELS, METHODS, SNRS, estimate, problem  # noqa: E402
 from jsparse.core import records  # noqa: E402
 from jsparse.core.kron import kron_dense  # noqa: E402
 from jsparse.sbl import pc, sbl  # noqa: E402
-from experiments._timing import time_call  # noqa: E402
-from experiments.irs.run import METHODS, LABELS, SNRS, estimate, problem  # noqa: E402
 
 FULL_RUNS = len(SNRS) * 50
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (XLA flag before jax import)
 
+# isort: split
+
 import os  # noqa: E402
 
 # Besides _env's scheduler flag: single-threaded Eigen/intra-op work. The vmapped-eigh deadlock

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (XLA flag before jax is imported)
 
+# isort: split
+
 import argparse
 import time
 from pathlib import Path
@@ -34,7 +36,7 @@ from jax import lax
 
 from jsparse.core import montecarlo, records
 from jsparse.core.kron import kron_dense
-from jsparse.sbl import irs, pc
+from jsparse.sbl import irs
 
 SNRS = [4.0, 8.0, 12.0, 16.0, 20.0]
 METHODS = ["svd", "am", "pc0.8", "pc0.5", "pcsbl", "csbl", "omp"]
@@ -58,7 +60,7 @@ TRAININGS = ("fixed", "matlab", "per-trial")
 
 def estimate(method: str, p: irs.IRSProblem):
     """(x̂ (G³,), EM iterations) for one simulated problem."""
-    from jsparse.sbl import krosbl, omp, oracle_ls
+    from jsparse.sbl import csbl_kron, krosbl, omp, oracle_ls, pc_krosbl, pc_sbl
 
     nv = p.noise_var
     if method == "svd":  # IRS settings: relative pruning 0 below 25 dB, absolute 1e-4
@@ -66,11 +68,11 @@ def estimate(method: str, p: irs.IRSProblem):
     elif method == "am":
         r = krosbl(p.y, p.factors, method="am", noise_var=nv, prune=(1e-2, 1e-1, 1e-3), prune_abs=1e-4, inner_tol=1e-4)
     elif method.startswith("pc0."):
-        r = pc.pc_krosbl(p.y, p.factors, beta=float(method[2:]), noise_var=nv)
+        r = pc_krosbl(p.y, p.factors, beta=float(method[2:]), noise_var=nv)
     elif method == "pcsbl":
-        r = pc.pc_sbl(p.y, list(p.factors), beta=0.9, noise_var=nv)
+        r = pc_sbl(p.y, list(p.factors), beta=0.9, noise_var=nv)
     elif method == "csbl":
-        r = pc.csbl_kron(p.y, p.factors, noise_var=nv, prune=1e-4)
+        r = csbl_kron(p.y, p.factors, noise_var=nv, prune=1e-4)
     elif method == "omp":
         r = omp(p.y, kron_dense(p.factors), max_atoms=9)
     elif method == "oracle":  # least squares on the true (Kronecker) support: a difficulty yardstick
@@ -157,18 +159,11 @@ def _dense_sweep(method, num_trials, cfg, folder):
 
 
 def _finished_realisations(method, num_trials, cfg, folder):
-    """Outputs (trials, SNR) of the contiguous prefix of finished realisations of a dense sweep,
-    read from the harness's per-chunk checkpoints (chunk c = realisation c), or None."""
+    """Outputs (trials, SNR) of the contiguous prefix of finished realisations of a dense sweep
+    (chunk c = realisation c), or None."""
     if folder is None:
         return None
-    chunks = folder / _dense_name(method, num_trials, cfg) / "chunks"
-    pieces = []
-    while (chunks / f"static000_chunk{len(pieces):05d}.npz").exists():
-        with np.load(chunks / f"static000_chunk{len(pieces):05d}.npz") as d:
-            pieces.append({k: d[k] for k in d.files})
-    if not pieces:
-        return None
-    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+    return montecarlo.load_finished(folder, _dense_name(method, num_trials, cfg))
 
 
 def _db(v):

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (XLA flag before jax is imported)
 
+# isort: split
+
 import argparse
 from pathlib import Path
 

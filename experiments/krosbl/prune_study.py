@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (XLA flag before jax import)
 
+# isort: split
+
 import argparse
 from pathlib import Path
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from experiments._timing import time_call
 from experiments.krosbl import trials as T
 from jsparse.core import records
-from experiments._timing import time_call
 from jsparse.sbl import krosbl
 
 
@@ -123,7 +122,7 @@ def write(out_dir: Path, results, ref2, ref4, ref_time, snrs, m1s, ks) -> str:
         if name not in results:
             continue
         lines += ["", f"## {name}: median NMSE / mean SRR vs {xl} (paper: curves only; expect SVD ≈ AM ≪ KSBL, cSBL; KOMP worst)", "",
-                  f"| method | " + " | ".join(str(x) for x in xs) + " |", "|---|" + "---|" * len(xs)]
+                  "| method | " + " | ".join(str(x) for x in xs) + " |", "|---|" + "---|" * len(xs)]
         for meth, arr in results[name].items():
             cells = " | ".join(f"{_fmt(float(np.median(arr['nmse'][i])))} / {np.mean(arr['srr'][i]):.2f}" for i in range(len(xs)))
             lines.append(f"| {T.LABELS[meth]} | {cells} |")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (XLA flag before jax import)
 
+# isort: split
+
 import os  # noqa: E402
 
 # Besides _env's scheduler flag: single-threaded Eigen/intra-op work. The vmapped-eigh deadlock
@@ -24,16 +26,13 @@ if "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 import argparse
-import io
 import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from experiments.krosbl import trials as T
 from experiments.krosbl import report
+from experiments.krosbl import trials as T
 from jsparse.core import montecarlo, records
 
 SNRS = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
@@ -93,7 +92,7 @@ def _convergence(out_dir, name, resume, **kw):
     path = out_dir / "checkpoints" / "conv" / f"{name}.npz"
     settings = repr(sorted(kw.items()))
     if resume and path.exists():
-        saved = np.load(path)
+        saved = records.load_arrays(path)
         if str(saved["settings"]) == settings:
             return {"trace": saved["trace"], "seconds": float(saved["seconds"])}
     t0 = time.perf_counter()
@@ -101,9 +100,7 @@ def _convergence(out_dir, name, resume, **kw):
     seconds = time.perf_counter() - t0
     if resume:
         path.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        np.savez(buf, trace=trace, seconds=seconds, settings=settings)
-        records.atomic_write_bytes(path, buf.getvalue())
+        records.save_arrays(path, {"trace": trace, "seconds": seconds, "settings": settings})
     return {"trace": trace, "seconds": seconds}
 
 

@@ -7,7 +7,6 @@ factors, x = x_1 ⊗ x_2 ⊗ x_3 (Fig. 2, 3, 5) or i.i.d. N(0, 0.05) values on a
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from jsparse.core.metrics import nmse, support_jaccard
@@ -52,7 +51,9 @@ def convergence(key, *, method, n, m, k, snr_db, values, known_noise, iters, pru
     nv = p.noise_var if known_noise else None
     if method in KRON_METHODS:
         kw = {} if prune is None else {"prune": prune}
-        _, tr = krosbl(p.y, p.factors, method=method, noise_var=nv, max_iters=iters, tol=0.0, inner_tol=inner_tol, x_true=p.x, **kw)
-        return np.asarray(tr)
-    r, tr = sbl(p.y, p.factors, noise_var=nv, max_iters=iters, tol=0.0, prune=prune if prune is not None else 1e-3, x_true=p.x)
-    return np.asarray(tr)
+        res = krosbl(p.y, p.factors, method=method, noise_var=nv, max_iters=iters, tol=0.0, inner_tol=inner_tol,
+                     x_true=p.x, **kw)
+        return np.asarray(res.trace)
+    res = sbl(p.y, p.factors, noise_var=nv, max_iters=iters, tol=0.0, prune=prune if prune is not None else 1e-3,
+              x_true=p.x)
+    return np.asarray(res.trace)

@@ -8,16 +8,20 @@ Conventions (see docs/sbl.md):
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from functools import partial
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jsparse.core import linalg as core_linalg
+from jsparse.core import runner
 from jsparse.core import validation as V
+from jsparse.core.linalg import HIGHEST
+from jsparse.core.metrics import nmse
 
-HIGHEST = jax.lax.Precision.HIGHEST
+__all__ = ["HIGHEST", "SBLResult", "nmse_trace", "run_solver", "em_noise_update"]
 
 
 class SBLResult(NamedTuple):
@@ -31,6 +35,8 @@ class SBLResult(NamedTuple):
       iterations: () int32 EM iterations run.
       converged: () bool, the relative change of the full gamma fell below `tol` with all
         quantities finite.
+      trace: (max_iters,) real, the `trace_fn` value after each iteration (NaN after the stop),
+        or None when no trace was asked for.
     """
 
     x: jax.Array
@@ -38,6 +44,30 @@ class SBLResult(NamedTuple):
     noise_var: jax.Array
     iterations: jax.Array
     converged: jax.Array
+    trace: jax.Array | None = None
+
+
+def nmse_trace(solver: Any, x_true: jax.Array) -> Callable[..., jax.Array]:
+    """A `trace_fn` recording NMSE(solver.estimate(state, *data), x_true) after every iteration.
+
+    `solver.estimate` is the solver's current estimate of x (for the Kronecker methods the
+    posterior mean under the pruned prior of the state, which costs one more E-step per
+    iteration; for classic SBL and PC-SBL the E-step mean kept in the state).
+    """
+    return lambda state, *data: nmse(solver.estimate(state, *data), x_true)
+
+
+@partial(jax.jit, static_argnames=("trace_fn",))
+def run_solver(solver: Any, data: tuple, x_true: jax.Array | None = None, trace_fn: Callable | None = None):
+    """`runner.solve(solver, *data)` compiled once per shapes and settings; x_true gives the NMSE trace."""
+    if x_true is not None:
+        trace_fn = nmse_trace(solver, x_true)
+    return runner.solve(solver, *data, trace_fn=trace_fn)
+
+
+def em_noise_update(resid_sq: jax.Array, dof: jax.Array, sigma2: jax.Array, y: jax.Array) -> jax.Array:
+    """Wipf–Rao EM update of σ²: (||y − Hμ||² + σ² Σ_n (1 − Σ_nn/γ_n)) / M, floored (`noise_floor`)."""
+    return jnp.maximum((resid_sq + sigma2 * dof) / y.shape[0], noise_floor(y))
 
 
 def real_dtype(dtype) -> jnp.dtype:
@@ -148,11 +178,17 @@ def check_y_dict(y: Any, H: Any) -> tuple[jax.Array, jax.Array]:
     """y: (M,) inexact; H: (M, N) of y's dtype."""
     y = V.check_array(y, "y", ndim=1, dtype="inexact")
     H = V.check_array(H, "H", ndim=2, dtype="inexact")
-    if H.shape[0] != y.shape[0]:
-        raise ValueError(f"H: expected {y.shape[0]} rows to match y, got shape {H.shape}")
-    if H.dtype != y.dtype:
-        raise ValueError(f"H: dtype {H.dtype} differs from y's dtype {y.dtype}")
+    check_matches(H, "H", y, "y")
     return y, H
+
+
+def check_matches(arr: jax.Array, name: str, other: jax.Array, other_name: str) -> None:
+    """ValueError naming `name` unless arr has other's leading length and other's dtype."""
+    if arr.shape[0] != other.shape[0]:
+        raise ValueError(f"{name}: expected leading length {other.shape[0]} to match {other_name}, "
+                         f"got shape {arr.shape}")
+    if arr.dtype != other.dtype:
+        raise ValueError(f"{name}: dtype {arr.dtype} differs from {other_name}'s dtype {other.dtype}")
 
 
 def check_tol(tol: Any) -> float:

@@ -14,36 +14,30 @@ flops than the dense path at the paper's default size (M = 1440, N = 3375).
 """
 from __future__ import annotations
 
-from functools import partial
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 from jax.scipy.linalg import solve_triangular
 
 from jsparse.core import runner
 from jsparse.core import validation as V
-from jsparse.core.metrics import nmse
 from jsparse.sbl import _common as C
 from jsparse.sbl._estep import kron_dense_posterior
 
-__all__ = ["sbl", "dense_posterior"]
+__all__ = ["SBL", "SBLState", "sbl", "dense_posterior"]
 
 
 class SBLState(NamedTuple):
-    gamma: jax.Array  # (N,) real
+    """gamma: (N,) real; noise_var: () real; mu: (N,) the last E-step's mean (for traces); iteration; converged."""
+
+    gamma: jax.Array
     noise_var: jax.Array
-    mu: jax.Array  # (N,) posterior mean of the last E-step (for convergence traces)
+    mu: jax.Array
     iteration: jax.Array
     converged: jax.Array
-
-
-class _Settings(NamedTuple):
-    rel: float
-    learn_noise: bool
-    tol: float
-    kron: bool = False  # H is a tuple of Kronecker factors (structured E-step)
 
 
 def dense_posterior(y: jax.Array, H: jax.Array, gamma: jax.Array, sigma2):
@@ -67,8 +61,8 @@ def dense_posterior(y: jax.Array, H: jax.Array, gamma: jax.Array, sigma2):
     return mu, diag_sigma, jnp.sum(jnp.abs(r) ** 2), jnp.sum(gamma * col)
 
 
-def _posterior(settings: _Settings, y, H, gamma, sigma2):
-    if settings.kron:
+def _posterior(y, H, gamma, sigma2):
+    if isinstance(H, (tuple, list)):
         # Same Cholesky guard as dense_posterior (σ² ≥ eps tr(H Γ H^H) = eps Σ_n γ_n ||h_n||²).
         col_sq = C.full_gamma([jnp.sum(jnp.abs(f) ** 2, axis=0) for f in H])
         sigma2 = jnp.maximum(sigma2, jnp.finfo(C.real_dtype(y.dtype)).eps * jnp.sum(gamma * col_sq))
@@ -76,42 +70,93 @@ def _posterior(settings: _Settings, y, H, gamma, sigma2):
     return dense_posterior(y, H, gamma, sigma2)
 
 
-def _update(settings: _Settings, gamma, sigma2, y, H, floor):
-    gamma = jnp.where(gamma < settings.rel * jnp.max(gamma), 0, gamma)
-    mu, diag_sigma, resid_sq, dof = _posterior(settings, y, H, gamma, sigma2)
-    new = diag_sigma + jnp.abs(mu) ** 2
-    if settings.learn_noise:
-        sigma2 = jnp.maximum((resid_sq + sigma2 * dof) / y.shape[0], floor)
-    return new, sigma2, mu
+def columns(H: jax.Array | Sequence[jax.Array]) -> int:
+    """N: columns of a dense H, or ∏N_i for a tuple of Kronecker factors."""
+    if isinstance(H, jax.Array):
+        return H.shape[1]
+    return int(np.prod([f.shape[1] for f in H]))
 
 
-def _step(settings: _Settings, state: SBLState, y, H, noise_arg, floor) -> SBLState:
-    sigma2 = state.noise_var if settings.learn_noise else noise_arg
-    new, new_s, mu = _update(settings, state.gamma, sigma2, y, H, floor)
-    change = runner.relative_change(new, state.gamma)
-    return SBLState(new, new_s, mu, state.iteration + 1, change <= settings.tol)
+class SBL(struct.PyTreeNode):
+    """Classic EM-SBL as a solver object; data are (y (M,), H): a dense (M, N) H or a tuple of factors.
 
+    Attributes:
+      noise_var: known σ² (a pytree leaf), or None to learn it by EM.
+      prune: relative pruning threshold in [0, 1) (static). tol, max_iters, adjoint: as in `sbl`.
+    """
 
-def _fixed_point(settings: _Settings, solution, y, H, noise_arg, floor):
-    if settings.learn_noise:
-        gamma, sigma2 = solution
-        return _update(settings, gamma, sigma2, y, H, floor)[:2]
-    (gamma,) = solution
-    return (_update(settings, gamma, noise_arg, y, H, floor)[0],)
+    noise_var: Any = None
+    prune: float = struct.field(pytree_node=False, default=1e-3)
+    tol: float = struct.field(pytree_node=False, default=1e-4)
+    max_iters: int = struct.field(pytree_node=False, default=150)
+    adjoint: Any = struct.field(pytree_node=False, default="none")
+
+    @property
+    def solution(self) -> tuple:
+        """State fields at the fixed point (implicit adjoint): γ, and σ² when it is learned."""
+        return ("gamma", "noise_var") if self.noise_var is None else ("gamma",)
+
+    def _known_noise(self, y: jax.Array) -> jax.Array:
+        return jnp.asarray(self.noise_var, C.real_dtype(y.dtype))
+
+    def _sigma2(self, state_noise: jax.Array, y: jax.Array) -> jax.Array:
+        return state_noise if self.noise_var is None else self._known_noise(y)
+
+    def _prune(self, gamma: jax.Array) -> jax.Array:
+        return jnp.where(gamma < self.prune * jnp.max(gamma), 0, gamma)
+
+    def em_update(self, gamma, sigma2, y, H) -> tuple:
+        """Prune, E-step, γ ← diag Σ + |μ|², noise update -> (γ, σ², μ)."""
+        mu, diag_sigma, resid_sq, dof = _posterior(y, H, self._prune(gamma), sigma2)
+        if self.noise_var is None:
+            sigma2 = C.em_noise_update(resid_sq, dof, sigma2, y)
+        return diag_sigma + jnp.abs(mu) ** 2, sigma2, mu
+
+    def init(self, y: jax.Array, H: Any) -> SBLState:
+        """γ = 1, σ² known or 0.1 var(y), μ = 0."""
+        sigma0 = C.initial_noise_var(y) if self.noise_var is None else self._known_noise(y)
+        n = columns(H)
+        return SBLState(jnp.ones((n,), C.real_dtype(y.dtype)), sigma0, jnp.zeros((n,), y.dtype),
+                        jnp.asarray(0, jnp.int32), jnp.asarray(False))
+
+    def step(self, state: SBLState, y: jax.Array, H: Any) -> SBLState:
+        """One EM iteration (pure; jit / vmap / lax.scan-able)."""
+        new, new_s, mu = self.em_update(state.gamma, self._sigma2(state.noise_var, y), y, H)
+        change = runner.relative_change(new, state.gamma)
+        return SBLState(new, new_s, mu, state.iteration + 1, change <= self.tol)
+
+    def fixed_point(self, solution: tuple, y: jax.Array, H: Any) -> tuple:
+        """The EM map on (γ[, σ²])."""
+        gamma, sigma2 = solution if self.noise_var is None else (solution[0], self._known_noise(y))
+        new, new_s, _ = self.em_update(gamma, sigma2, y, H)
+        return (new, new_s) if self.noise_var is None else (new,)
+
+    def estimate(self, state: SBLState, y: jax.Array, H: Any) -> jax.Array:
+        """(N,) the E-step mean of the last iteration (the posterior mean under the previous γ)."""
+        return state.mu
+
+    def result(self, state: SBLState, y: jax.Array, H: Any, info: runner.RunInfo | None = None) -> C.SBLResult:
+        """SBLResult: the posterior mean under the pruned, learned prior."""
+        info = runner.info_from_state(state) if info is None else info
+        sigma2 = self._sigma2(state.noise_var, y)
+        gamma = self._prune(state.gamma)
+        mu = _posterior(y, H, gamma, sigma2)[0]
+        return C.SBLResult(mu, (gamma,), sigma2, info.iterations, info.converged, info.trace)
 
 
 def sbl(
     y: jax.Array,
-    H: jax.Array,
+    H: jax.Array | Sequence[jax.Array],
     *,
     noise_var: float | jax.Array | None = None,
     max_iters: int = 150,
     tol: float = 1e-4,
     prune: float = 1e-3,
-    adjoint: str = "none",
+    adjoint: str | runner.Adjoint = "none",
     x_true: jax.Array | None = None,
-) -> C.SBLResult | tuple[C.SBLResult, jax.Array]:
-    """Classic EM sparse Bayesian learning.
+    trace_fn: Callable[..., jax.Array] | None = None,
+) -> C.SBLResult:
+    """Classic EM sparse Bayesian learning: validate, build an `SBL`, run it.
 
     Args:
       y: (M,) measurements, real or complex.
@@ -121,52 +166,24 @@ def sbl(
       max_iters: EM iteration budget (static).
       tol: stop when ||γ_t − γ_{t−1}|| / ||γ_{t−1}|| <= tol.
       prune: relative pruning threshold in [0, 1) (reference: 1e-3); 0 disables pruning.
-      adjoint: "none", "unrolled" or "implicit".
-      x_true: optional (N,) ground truth; when given, also returns the (max_iters,) NMSE of the
-        E-step mean of each iteration (the posterior mean under the previous iteration's γ).
+      adjoint: "none", "unrolled", "implicit" or an adjoint value.
+      x_true: optional (N,) ground truth: shorthand for `trace_fn=nmse_trace(solver, x_true)`, the
+        NMSE of the E-step mean of each iteration (the posterior mean under the previous iteration's γ).
+      trace_fn: optional `(state, y, H) -> scalar` recorded after every iteration.
 
     Returns:
-      SBLResult(x (N,), gammas=(γ (N,),), noise_var, iterations, converged); x is the posterior
-      mean under the pruned, learned prior.
+      SBLResult(x (N,), gammas=(γ (N,),), noise_var, iterations, converged, trace); x is the
+      posterior mean under the pruned, learned prior; trace is None without x_true / trace_fn.
     """
     kron = isinstance(H, (tuple, list))
     y, H = C.check_y_factors(y, H) if kron else C.check_y_dict(y, H)
-    n = int(np.prod([f.shape[1] for f in H])) if kron else H.shape[1]
     C.check_noise_var(noise_var)
-    max_iters = V.check_int(max_iters, "max_iters", minimum=1)
-    tol = C.check_tol(tol)
     V.check_in_range(prune, "prune", 0.0, 1.0, high_inclusive=False)
-    runner.check_adjoint(adjoint)
-    learn = noise_var is None
-    rdt = C.real_dtype(y.dtype)
-    settings = _Settings(float(prune), learn, tol, kron)
-    noise = jnp.zeros((), rdt) if learn else jnp.asarray(noise_var, rdt)
     if x_true is not None:
-        x_true = V.check_array(x_true, "x_true", shape=(n,))
-    result, trace = _solve(y, H, noise, x_true, settings=settings, max_iters=max_iters, adjoint=adjoint)
-    return result if x_true is None else (result, trace)
-
-
-@partial(jax.jit, static_argnames=("settings", "max_iters", "adjoint"))
-def _solve(y, H, noise_arg, x_true, *, settings: _Settings, max_iters: int, adjoint: str):
-    learn = settings.learn_noise
-    rdt = C.real_dtype(y.dtype)
-    sigma0 = C.initial_noise_var(y) if learn else noise_arg
-    n = int(np.prod([f.shape[1] for f in H])) if settings.kron else H.shape[1]
-    mu0 = jnp.zeros((n,), y.dtype)
-    state = SBLState(jnp.ones((n,), rdt), sigma0, mu0, jnp.asarray(0, jnp.int32), jnp.asarray(False))
-    trace_fn = None if x_true is None else (lambda st, *_: nmse(st.mu, x_true))
-    final, info = runner.run(
-        partial(_step, settings),
-        state,
-        (y, H, noise_arg, C.noise_floor(y)),
-        max_iters=max_iters,
-        adjoint=adjoint,
-        fixed_point=partial(_fixed_point, settings),
-        solution=("gamma", "noise_var") if learn else ("gamma",),
-        trace_fn=trace_fn,
-    )
-    sigma2 = final.noise_var if learn else noise_arg
-    gamma = jnp.where(final.gamma < settings.rel * jnp.max(final.gamma), 0, final.gamma)
-    mu = _posterior(settings, y, H, gamma, sigma2)[0]
-    return C.SBLResult(mu, (gamma,), sigma2, info.iterations, info.converged), info.trace
+        x_true = V.check_array(x_true, "x_true", shape=(columns(H),))
+        if trace_fn is not None:
+            raise ValueError("trace_fn: give either x_true or trace_fn, not both")
+    noise = None if noise_var is None else jnp.asarray(noise_var, C.real_dtype(y.dtype))
+    solver = SBL(noise, float(prune), C.check_tol(tol), V.check_int(max_iters, "max_iters", minimum=1),
+                 runner.check_adjoint(adjoint))
+    return C.run_solver(solver, (y, H), x_true, trace_fn)

@@ -41,11 +41,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import ndtr
 
-from jsparse.core import linalg
 from jsparse.core import validation as V
 from jsparse.sbl._common import HIGHEST, real_dtype
+from jsparse.sbl.qpsk import ser_qpsk
 
 __all__ = [
     "IRSSetup",
@@ -85,7 +84,7 @@ class IRSSetup(NamedTuple):
     @property
     def dims(self) -> tuple[int, int, int]:
         """(N_1, N_2, N_3) = (G, G, G) of the Kronecker factors."""
-        return (self.grid,) * 3
+        return (self.grid, self.grid, self.grid)
 
     @property
     def rows(self) -> tuple[int, int, int]:
@@ -159,6 +158,11 @@ def _qpsk(key, shape, rdt):
     bits = jax.random.bernoulli(key, 0.5, (2, *shape))
     s = jnp.where(bits, 1.0, -1.0).astype(rdt) / jnp.sqrt(jnp.asarray(2.0, rdt))
     return jax.lax.complex(s[0], s[1])
+
+
+def _outer_conj(u: jax.Array, v: jax.Array) -> jax.Array:
+    """u v^H as a (len u, len v) matrix product."""
+    return jnp.matmul(u[:, None], jnp.conj(v)[None, :], precision=HIGHEST)
 
 
 def _effective(h2: jax.Array, thetas: jax.Array, h1: jax.Array) -> jax.Array:
@@ -260,8 +264,8 @@ def simulate(
     bs_idx = bs_start + jnp.arange(l)
     c1 = jnp.sqrt(jnp.asarray(nm * ni / l, rdt))
     c2 = jnp.sqrt(jnp.asarray(nb * ni / l, rdt))
-    h1 = c1 * jnp.matmul((a_i[:, irs_idx] * alpha[None, :]).sum(axis=1)[:, None], jnp.conj(a_m[:, ms])[None, :], precision=HIGHEST)
-    h2 = c2 * jnp.matmul((a_b[:, bs_idx] * beta[None, :]).sum(axis=1)[:, None], jnp.conj(a_i[:, irs_dep])[None, :], precision=HIGHEST)
+    h1 = c1 * _outer_conj((a_i[:, irs_idx] * alpha[None, :]).sum(axis=1), a_m[:, ms])
+    h2 = c2 * _outer_conj((a_b[:, bs_idx] * beta[None, :]).sum(axis=1), a_i[:, irs_dep])
 
     # Degenerate-configuration redraw: first candidate per slot with a non-negligible channel.
     norms = jnp.sqrt(jnp.sum(jnp.abs(_effective(h2, candidates, h1)) ** 2, axis=(-2, -1)))  # (R, K_I)
@@ -313,59 +317,3 @@ def channel_nmse(x_hat: jax.Array, problem: IRSProblem) -> jax.Array:
     err = jnp.sum(jnp.abs(est - problem.channels) ** 2, axis=(-2, -1))
     ref = jnp.sum(jnp.abs(problem.channels) ** 2, axis=(-2, -1))
     return err / jnp.maximum(ref, jnp.finfo(ref.dtype).tiny)
-
-
-def _ser_one(est: jax.Array, true: jax.Array, snr_lin: jax.Array) -> jax.Array:
-    """Exact expected QPSK SER for one (N_B, N_M) channel pair (see `ser_qpsk`)."""
-    u, s, vh = linalg.svd(est)  # CPU-safe under vmap (see jsparse.core.linalg)
-    comb, prec = u[:, 0], jnp.conj(vh[0])
-    h = jnp.vdot(comb, jnp.matmul(true, prec, precision=HIGHEST))  # true effective gain u^H G v
-    h_hat = s[0]  # estimated gain u^H Ĝ v (real, >= 0)
-    rdt = s.dtype
-    ok = (h_hat > 0) & (jnp.abs(h) > 0)
-    # z = y / ĥ = (h/ĥ) s + n/ĥ; rotate by e^{jπ/4} so the correct decision region is a quadrant.
-    c = jnp.where(ok, h / jnp.where(ok, h_hat, 1), 0) * jnp.exp(1j * jnp.pi / 4).astype(h.dtype)
-    sigma_r = jnp.sqrt(jnp.abs(h) ** 2 / snr_lin / 2) / jnp.where(ok, h_hat, 1)
-    sigma_r = jnp.where(ok, sigma_r, 1)
-    p_ok = ndtr(jnp.real(c) / sigma_r) * ndtr(jnp.imag(c) / sigma_r)
-    # ĥ = 0 or h = 0: all decision distances tie and the first symbol is always chosen.
-    return jnp.where(ok, 1 - p_ok, 0.75).astype(rdt)
-
-
-def ser_qpsk(
-    est_channels: jax.Array,
-    true_channels: jax.Array,
-    snr_db,
-    *,
-    key: jax.Array | None = None,
-    num_symbols: int = 100_000,
-) -> jax.Array:
-    """QPSK symbol error rate with a rank-1 SVD precoder/combiner from the estimate, per configuration.
-
-    For each k: (u, v) = leading singular vectors of Ĝ_k; symbols s ∈ {1, j, −1, −j} are sent over
-    the true scalar channel h = uᴴ G_k v with noise CN(0, |h|²/SNR) (the reference sets the noise
-    from the received symbol power), and detected by minimum distance to ĥ s' with ĥ = uᴴ Ĝ_k v.
-
-    Args:
-      est_channels, true_channels: (K, N_B, N_M) complex.
-      snr_db: SNR in dB (scalar, may be traced).
-      key: None for the exact expected SER (closed form: 1 − Φ(Re c/σ)Φ(Im c/σ), c = e^{jπ/4} h/ĥ);
-        a PRNG key for a Monte Carlo count over `num_symbols` symbols per configuration, drawn
-        as Binomial(num_symbols, expected SER) — the same distribution as simulating the symbols.
-      num_symbols: symbols per configuration for the Monte Carlo estimate (reference: 1e5).
-
-    Returns:
-      (K,) SER per configuration (real; average it for the paper's metric).
-    """
-    est = V.check_array(est_channels, "est_channels", ndim=3, dtype="inexact")
-    true = V.check_array(true_channels, "true_channels", ndim=3, dtype="inexact")
-    if est.shape != true.shape:
-        raise ValueError(f"est_channels: shape {est.shape} differs from true_channels {true.shape}")
-    num_symbols = V.check_int(num_symbols, "num_symbols", minimum=1)
-    rdt = real_dtype(true.dtype)
-    snr_lin = 10.0 ** (jnp.asarray(snr_db, rdt) / 10.0)
-    p = jax.vmap(_ser_one, in_axes=(0, 0, None))(est.astype(true.dtype), true, snr_lin)
-    if key is None:
-        return p
-    counts = jax.random.binomial(key, jnp.asarray(num_symbols, rdt), jnp.clip(p, 0, 1), shape=p.shape, dtype=rdt)
-    return counts / num_symbols

@@ -24,10 +24,10 @@ import numpy as np
 from jax import lax
 
 from jsparse.core import validation as V
+from jsparse.core.linalg import HIGHEST
+from jsparse.sbl._common import check_matches
 
 __all__ = ["NNLSResult", "nnls", "nnls_gram"]
-
-HIGHEST = lax.Precision.HIGHEST
 
 
 class NNLSResult(NamedTuple):
@@ -149,10 +149,7 @@ def nnls(a: jax.Array, b: jax.Array, *, max_iters: int | None = None, tol: float
     """
     a = V.check_array(a, "a", ndim=2, dtype="float")
     b = V.check_array(b, "b", ndim=1, dtype="float")
-    if b.shape[0] != a.shape[0]:
-        raise ValueError(f"b: expected length {a.shape[0]} to match a's rows, got shape {b.shape}")
-    if b.dtype != a.dtype:
-        raise ValueError(f"b: dtype {b.dtype} differs from a's dtype {a.dtype}")
+    check_matches(b, "b", a, "a")
     n = a.shape[1]
     max_iters = 3 * n if max_iters is None else V.check_int(max_iters, "max_iters", minimum=1)
     if tol is not None:

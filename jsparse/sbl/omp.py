@@ -16,17 +16,19 @@ columns are zeroed, so everything jits and vmaps. Not differentiable through the
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import struct
 
 from jsparse.core import runner
 from jsparse.core import validation as V
 from jsparse.core.kron import kron_matvec, kron_rmatvec
 from jsparse.sbl import _common as C
 
-__all__ = ["omp", "kron_omp", "oracle_ls", "OMPResult"]
+__all__ = ["OMP", "KronOMP", "omp", "kron_omp", "oracle_ls", "OMPResult"]
 
 
 class OMPResult(NamedTuple):
@@ -50,51 +52,70 @@ def _masked_lstsq(a: jax.Array, valid: jax.Array, y: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- dense OMP
-class _OmpState(NamedTuple):
-    idx: jax.Array  # (max_atoms,) int32, padded with 0
+class OmpState(NamedTuple):
+    """idx: (max_atoms,) int32 selected columns (padded with 0); count; x (N,); resid (M,);
+    colnorm: (N,) real column norms of H (floored); iteration; converged."""
+
+    idx: jax.Array
     count: jax.Array
     x: jax.Array
     resid: jax.Array
+    colnorm: jax.Array
     iteration: jax.Array
     converged: jax.Array
 
 
-def _omp_step(max_atoms: int, tol: float, state: _OmpState, y, H, colnorm):
-    corr = jnp.abs(jnp.matmul(jnp.conj(H).T, state.resid, precision=C.HIGHEST)) / colnorm
-    slots = jnp.arange(max_atoms)
-    valid_old = slots < state.count
-    taken = jnp.zeros(H.shape[1], bool).at[state.idx].max(valid_old)
-    j = jnp.argmax(jnp.where(taken, -1.0, corr))
-    idx = state.idx.at[state.count].set(j.astype(jnp.int32))
-    count = state.count + 1
-    valid = slots < count
-    coef = _masked_lstsq(H[:, idx], valid, y)
-    x = jnp.zeros_like(state.x).at[idx].add(coef)
-    resid = y - jnp.matmul(H, x, precision=C.HIGHEST)
-    done = (jnp.linalg.norm(resid) <= tol * jnp.linalg.norm(y)) | (count >= max_atoms)
-    return _OmpState(idx, count, x, resid, state.iteration + 1, done)
+class OMP(struct.PyTreeNode):
+    """Orthogonal matching pursuit as a solver object; data are (y (M,), H (M, N)).
+
+    Attributes (static): max_atoms (also the iteration budget), tol (relative residual).
+    """
+
+    max_atoms: int = struct.field(pytree_node=False, default=10)
+    tol: float = struct.field(pytree_node=False, default=1e-2)
+    adjoint: Any = struct.field(pytree_node=False, default="none")
+
+    @property
+    def max_iters(self) -> int:
+        return self.max_atoms
+
+    def init(self, y: jax.Array, H: jax.Array) -> OmpState:
+        """No atom selected; the residual is y."""
+        colnorm = jnp.maximum(jnp.linalg.norm(H, axis=0), C.tiny(C.real_dtype(y.dtype)))
+        zero = jnp.asarray(0, jnp.int32)
+        return OmpState(jnp.zeros((self.max_atoms,), jnp.int32), zero, jnp.zeros((H.shape[1],), y.dtype), y, colnorm,
+                        zero, jnp.linalg.norm(y) <= 0)
+
+    def step(self, state: OmpState, y: jax.Array, H: jax.Array) -> OmpState:
+        """Add the most correlated column and refit least squares (pure; jit / vmap / lax.scan-able)."""
+        corr = jnp.abs(jnp.matmul(jnp.conj(H).T, state.resid, precision=C.HIGHEST)) / state.colnorm
+        slots = jnp.arange(self.max_atoms)
+        taken = jnp.zeros(H.shape[1], bool).at[state.idx].max(slots < state.count)
+        j = jnp.argmax(jnp.where(taken, -1.0, corr))
+        idx = state.idx.at[state.count].set(j.astype(jnp.int32))
+        count = state.count + 1
+        coef = _masked_lstsq(H[:, idx], slots < count, y)
+        x = jnp.zeros_like(state.x).at[idx].add(coef)
+        resid = y - jnp.matmul(H, x, precision=C.HIGHEST)
+        done = (jnp.linalg.norm(resid) <= self.tol * jnp.linalg.norm(y)) | (count >= self.max_atoms)
+        return OmpState(idx, count, x, resid, state.colnorm, state.iteration + 1, done)
+
+    def result(self, state: OmpState, y: jax.Array, H: jax.Array, info: runner.RunInfo | None = None) -> OMPResult:
+        """OMPResult with support the (N,) mask of the selected columns."""
+        info = runner.info_from_state(state) if info is None else info
+        support = jnp.zeros(H.shape[1], bool).at[state.idx].max(jnp.arange(self.max_atoms) < state.count)
+        return OMPResult(state.x, support, _residual_power(state.resid, y), info.iterations, info.converged)
+
+
+def _residual_power(resid: jax.Array, y: jax.Array) -> jax.Array:
+    return (jnp.sum(jnp.abs(resid) ** 2) / y.shape[0]).astype(C.real_dtype(y.dtype))
 
 
 def omp(y: jax.Array, H: jax.Array, *, max_atoms: int, tol: float = 1e-2) -> OMPResult:
     """Orthogonal matching pursuit. y (M,), H (M, N); max_atoms <= min(M, N); tol: relative residual."""
     y, H = C.check_y_dict(y, H)
     max_atoms = V.check_int(max_atoms, "max_atoms", minimum=1, maximum=min(H.shape))
-    tol = C.check_tol(tol)
-    return _omp_solve(y, H, max_atoms=max_atoms, tol=tol)
-
-
-@partial(jax.jit, static_argnames=("max_atoms", "tol"))
-def _omp_solve(y, H, *, max_atoms: int, tol: float) -> OMPResult:
-    rdt = C.real_dtype(y.dtype)
-    colnorm = jnp.maximum(jnp.linalg.norm(H, axis=0), C.tiny(rdt))
-    state = _OmpState(
-        jnp.zeros((max_atoms,), jnp.int32), jnp.asarray(0, jnp.int32), jnp.zeros((H.shape[1],), y.dtype), y,
-        jnp.asarray(0, jnp.int32), jnp.linalg.norm(y) <= 0,
-    )
-    final, info = runner.run(partial(_omp_step, max_atoms, tol), state, (y, H, colnorm), max_iters=max_atoms)
-    support = jnp.zeros(H.shape[1], bool).at[final.idx].max(jnp.arange(max_atoms) < final.count)
-    noise = (jnp.sum(jnp.abs(final.resid) ** 2) / y.shape[0]).astype(rdt)
-    return OMPResult(final.x, support, noise, info.iterations, info.converged)
+    return C.run_solver(OMP(max_atoms, C.check_tol(tol)), (y, H))
 
 
 # ----------------------------------------------------------------------------- Kronecker OMP
@@ -106,34 +127,68 @@ def _kron_ls(y: jax.Array, factors: Sequence[jax.Array], masks: Sequence[jax.Arr
 _kron_ls_jit = jax.jit(_kron_ls)
 
 
-class _KompState(NamedTuple):
+class KronOmpState(NamedTuple):
+    """masks: I tuple of (N_i,) bool index sets; x (N,); resid (M,); normalised: the factors with unit
+    columns; iteration; converged."""
+
     masks: tuple
     x: jax.Array
     resid: jax.Array
+    normalised: tuple
     iteration: jax.Array
     converged: jax.Array
 
 
-def _komp_step(max_atoms: tuple, tol: float, state: _KompState, y, factors, normalised):
-    dims = tuple(f.shape[1] for f in factors)
-    corr = jnp.abs(kron_rmatvec(normalised, state.resid))
-    picks = jnp.unravel_index(jnp.argmax(corr), dims)
-    new_masks = tuple(m.at[j].set(True) for m, j in zip(state.masks, picks))
-    grew = jnp.any(jnp.stack([jnp.sum(n) > jnp.sum(o) for n, o in zip(new_masks, state.masks)]))
-    too_many = jnp.any(jnp.stack([jnp.sum(n) > cap for n, cap in zip(new_masks, max_atoms)]))
-    accept = grew & ~too_many
-    masks = tuple(jnp.where(accept, n, o) for n, o in zip(new_masks, state.masks))
-    x = _kron_ls(y, factors, masks)
-    x = jnp.where(accept, x, state.x)
-    resid = y - kron_matvec(factors, x)
-    small = jnp.linalg.norm(resid) <= tol * jnp.linalg.norm(y)
-    return _KompState(masks, x, resid, state.iteration + 1, small | ~accept)
+class KronOMP(struct.PyTreeNode):
+    """N-way OMP (Caiafa & Cichocki 2013) as a solver object; data are (y (M,), factors (I tuple)).
+
+    Attributes (static): max_atoms: per-mode cap on |S_i| (a tuple); tol: relative residual.
+    The iteration budget is min(∏ max_atoms, Σ max_atoms + 1): each accepted step grows some S_i.
+    """
+
+    max_atoms: tuple = struct.field(pytree_node=False, default=(10, 10, 10))
+    tol: float = struct.field(pytree_node=False, default=1e-2)
+    adjoint: Any = struct.field(pytree_node=False, default="none")
+
+    @property
+    def max_iters(self) -> int:
+        return min(int(np.prod(self.max_atoms)), sum(self.max_atoms) + 1)
+
+    def init(self, y: jax.Array, factors: Sequence[jax.Array]) -> KronOmpState:
+        """Empty index sets; the residual is y."""
+        tiny = C.tiny(C.real_dtype(y.dtype))
+        normalised = tuple(h / jnp.maximum(jnp.linalg.norm(h, axis=0), tiny)[None, :] for h in factors)
+        n = int(np.prod([h.shape[1] for h in factors]))
+        masks = tuple(jnp.zeros((h.shape[1],), bool) for h in factors)
+        return KronOmpState(masks, jnp.zeros((n,), y.dtype), y, normalised, jnp.asarray(0, jnp.int32),
+                            jnp.linalg.norm(y) <= 0)
+
+    def step(self, state: KronOmpState, y: jax.Array, factors: Sequence[jax.Array]) -> KronOmpState:
+        """Add the most correlated Kronecker atom's indices and refit (pure; jit / vmap / lax.scan-able)."""
+        dims = tuple(f.shape[1] for f in factors)
+        corr = jnp.abs(kron_rmatvec(state.normalised, state.resid))
+        picks = jnp.unravel_index(jnp.argmax(corr), dims)
+        new_masks = tuple(m.at[j].set(True) for m, j in zip(state.masks, picks))
+        grew = jnp.any(jnp.stack([jnp.sum(n) > jnp.sum(o) for n, o in zip(new_masks, state.masks)]))
+        too_many = jnp.any(jnp.stack([jnp.sum(n) > cap for n, cap in zip(new_masks, self.max_atoms)]))
+        accept = grew & ~too_many
+        masks = tuple(jnp.where(accept, n, o) for n, o in zip(new_masks, state.masks))
+        x = jnp.where(accept, _kron_ls(y, factors, masks), state.x)
+        resid = y - kron_matvec(factors, x)
+        small = jnp.linalg.norm(resid) <= self.tol * jnp.linalg.norm(y)
+        return KronOmpState(masks, x, resid, state.normalised, state.iteration + 1, small | ~accept)
+
+    def result(self, state: KronOmpState, y: jax.Array, factors: Sequence[jax.Array],
+               info: runner.RunInfo | None = None) -> OMPResult:
+        """OMPResult with support the per-mode masks S_i."""
+        info = runner.info_from_state(state) if info is None else info
+        return OMPResult(state.x, state.masks, _residual_power(state.resid, y), info.iterations, info.converged)
 
 
 def kron_omp(
     y: jax.Array, factors: Sequence[jax.Array], *, max_atoms: Sequence[int] | int = (10, 10, 10), tol: float = 1e-2
 ) -> OMPResult:
-    """N-way OMP (Caiafa & Cichocki 2013) for y ≈ (H_1 ⊗ ... ⊗ H_I) x.
+    """N-way OMP (Caiafa & Cichocki 2013) for y ≈ (H_1 ⊗ ... ⊗ H_I) x: validate, build a `KronOMP`, run it.
 
     Args:
       y: (prod M_i,); factors: I >= 2 matrices (M_i, N_i) of y's dtype.
@@ -147,28 +202,7 @@ def kron_omp(
     if len(caps) != len(factors):
         raise ValueError(f"max_atoms: expected {len(factors)} values (one per factor), got {max_atoms!r}")
     caps = tuple(V.check_int(c, "max_atoms", minimum=1) for c in caps)
-    tol = C.check_tol(tol)
-    return _kron_omp_solve(y, tuple(factors), caps=caps, tol=tol)
-
-
-@partial(jax.jit, static_argnames=("caps", "tol"))
-def _kron_omp_solve(y, factors, *, caps: tuple, tol: float) -> OMPResult:
-    rdt = C.real_dtype(y.dtype)
-    normalised = tuple(h / jnp.maximum(jnp.linalg.norm(h, axis=0), C.tiny(rdt))[None, :] for h in factors)
-    n = 1
-    for h in factors:
-        n *= h.shape[1]
-    state = _KompState(
-        tuple(jnp.zeros((h.shape[1],), bool) for h in factors), jnp.zeros((n,), y.dtype), y,
-        jnp.asarray(0, jnp.int32), jnp.linalg.norm(y) <= 0,
-    )
-    budget = 1
-    for c in caps:
-        budget *= c
-    budget = min(budget, sum(caps) + 1) if len(caps) else 1  # each accepted step grows some |S_i|
-    final, info = runner.run(partial(_komp_step, caps, tol), state, (y, factors, normalised), max_iters=budget)
-    noise = (jnp.sum(jnp.abs(final.resid) ** 2) / y.shape[0]).astype(rdt)
-    return OMPResult(final.x, final.masks, noise, info.iterations, info.converged)
+    return C.run_solver(KronOMP(caps, C.check_tol(tol)), (y, tuple(factors)))
 
 
 # ----------------------------------------------------------------------------- oracle LS
@@ -188,9 +222,8 @@ def oracle_ls(y: jax.Array, H, support, *, max_support: int | None = None) -> ja
         y, factors = C.check_y_factors(y, H)
         if not isinstance(support, (list, tuple)) or len(support) != len(factors):
             raise ValueError(f"support: expected {len(factors)} boolean masks (one per factor)")
-        masks = tuple(
-            V.check_array(s, f"support[{i}]", shape=(f.shape[1],)).astype(bool) for i, (s, f) in enumerate(zip(support, factors))
-        )
+        masks = tuple(V.check_array(s, f"support[{i}]", shape=(f.shape[1],)).astype(bool)
+                      for i, (s, f) in enumerate(zip(support, factors)))
         return _kron_ls_jit(y, factors, masks)
     y, H = C.check_y_dict(y, H)
     mask = V.check_array(support, "support", shape=(H.shape[1],)).astype(bool)

@@ -52,6 +52,29 @@ def _normal(key, shape, dtype, complex_):
     return jax.random.normal(key, shape, dtype)
 
 
+def _kron_signal(uniforms, normals, n, k, values, value_var, dtype):
+    """Nested supports {j : rank(u_ij) < K} per factor and x on their Kronecker product.
+
+    normals: the I per-factor (N_i,) value draws followed by the (N,) i.i.d. draw.
+    """
+    supports, parts, start = [], [], 0
+    for i, c in enumerate(n):
+        u = uniforms[start : start + c]
+        start += c
+        rank = jnp.sum(u[None, :] < u[:, None], axis=1)  # rank of each entry (ties: measure zero)
+        s = rank < k
+        supports.append(s)
+        parts.append(jnp.where(s, normals[i], 0))
+    if values == "kron":
+        x = parts[0]
+        for p in parts[1:]:
+            x = jnp.outer(x, p).reshape(-1)
+    else:
+        mask = full_gamma([s.astype(dtype) for s in supports]) > 0
+        x = jnp.where(mask, jnp.sqrt(jnp.asarray(value_var, dtype)) * normals[len(n)], 0)
+    return supports, x
+
+
 def kron_problem(
     key: jax.Array,
     n: Sequence[int] = (15, 15, 15),
@@ -93,22 +116,8 @@ def kron_problem(
         pieces.append(flat[start : start + size])
         start += size
     factors_full = [pieces[i].reshape(r, c) for i, (r, c) in enumerate(zip(rows, n))]
-    uniforms = jax.random.uniform(k_uniform, (sum(n),), dtype)
-    supports, parts, start = [], [], 0
-    for i, c in enumerate(n):
-        u = uniforms[start : start + c]
-        start += c
-        rank = jnp.sum(u[None, :] < u[:, None], axis=1)  # rank of each entry (ties: measure zero)
-        s = rank < k
-        supports.append(s)
-        parts.append(jnp.where(s, pieces[len(n) + i], 0))
-    if values == "kron":
-        x = parts[0]
-        for p in parts[1:]:
-            x = jnp.outer(x, p).reshape(-1)
-    else:
-        mask = full_gamma([s.astype(dtype) for s in supports]) > 0
-        x = jnp.where(mask, jnp.sqrt(jnp.asarray(value_var, dtype)) * pieces[2 * len(n)], 0)
+    supports, x = _kron_signal(jax.random.uniform(k_uniform, (sum(n),), dtype), pieces[len(n):], n, k, values,
+                               value_var, dtype)
     y_clean = kron_matvec(factors_full, x)
     rdt = jnp.finfo(y_clean.dtype).dtype
     noise_var = (jnp.mean(jnp.abs(y_clean) ** 2) / 10.0 ** (jnp.asarray(snr_db, rdt) / 10.0)).astype(rdt)

@@ -1,7 +1,6 @@
 """Small problems shared by the SBL tests."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from jsparse.sbl.synthetic import kron_problem

@@ -22,9 +22,11 @@ def test_kronecker_model_equals_physical_model(dtype):
         assert p.y.dtype == dtype and p.x.dtype == dtype and p.noise_var.dtype == jnp.finfo(dtype).dtype
         assert [f.shape for f in p.factors] == [(6, 18), (3, 18), (16, 18)] and p.y.shape == (288,)
         clean = jnp.einsum("kbm,mp->kpb", p.channels, p.pilots).reshape(-1)
-        np.testing.assert_allclose(np.asarray(kron_matvec(p.factors, p.x)), np.asarray(clean), rtol=0, atol=tol * float(jnp.max(jnp.abs(clean))))
+        np.testing.assert_allclose(np.asarray(kron_matvec(p.factors, p.x)), np.asarray(clean), rtol=0,
+                                   atol=tol * float(jnp.max(jnp.abs(clean))))
         est = irs.channels_from_x(p.x, p.factors[0], p.ms_dict, p.factors[2])
-        np.testing.assert_allclose(np.asarray(est), np.asarray(p.channels), atol=tol * float(jnp.max(jnp.abs(p.channels))))
+        np.testing.assert_allclose(np.asarray(est), np.asarray(p.channels),
+                                   atol=tol * float(jnp.max(jnp.abs(p.channels))))
         # 3 (cascaded, contiguous mod G) x 1 (MS) x 3 (BS, contiguous) nonzeros.
         support = np.argwhere(np.abs(np.asarray(p.x).reshape(18, 18, 18)) > 0)
         assert len(support) == 9

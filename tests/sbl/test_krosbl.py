@@ -69,7 +69,8 @@ def test_matches_dense_reference_with_deletion(x64, method, learn):
     x, gams, s2 = ref.krosbl_dense(np.asarray(p.y), [np.asarray(f) for f in p.factors], method, nv, iters, rel)
     assert int(res.iterations) == iters
     np.testing.assert_allclose(res.x, x, rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(full_gamma(res.gammas), ref.kron_all([g[:, None] for g in gams])[:, 0], rtol=1e-7, atol=1e-12)
+    want = ref.kron_all([g[:, None] for g in gams])[:, 0]
+    np.testing.assert_allclose(full_gamma(res.gammas), want, rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(res.noise_var, s2, rtol=1e-9)
 
 
@@ -98,7 +99,8 @@ def test_two_and_four_factors(x64):
     for n, m in [((6, 7), (5, 6)), ((3, 4, 3, 4), (3, 3, 3, 3))]:
         p = small_problem(jax.random.PRNGKey(1), n=n, m=m, k=2, snr_db=30.0)
         res = krosbl(p.y, p.factors, method="svd", noise_var=float(p.noise_var), max_iters=8, tol=0.0)
-        x, _, _ = ref.krosbl_dense(np.asarray(p.y), [np.asarray(f) for f in p.factors], "svd", float(p.noise_var), 8, 1e-3)
+        facs = [np.asarray(f) for f in p.factors]
+        x, _, _ = ref.krosbl_dense(np.asarray(p.y), facs, "svd", float(p.noise_var), 8, 1e-3)
         np.testing.assert_allclose(res.x, x, rtol=1e-7, atol=1e-9)
         assert len(res.gammas) == len(n)
 
@@ -112,11 +114,29 @@ def test_float32_runs_and_recovers():
 
 def test_nmse_trace_matches_final(x64):
     p = small_problem(jax.random.PRNGKey(2))
-    res, trace = krosbl(p.y, p.factors, method="svd", noise_var=float(p.noise_var), max_iters=40, x_true=p.x)
+    res = krosbl(p.y, p.factors, method="svd", noise_var=float(p.noise_var), max_iters=40, x_true=p.x)
+    trace = res.trace
     k = int(res.iterations)
     assert trace.shape == (40,)
     np.testing.assert_allclose(trace[k - 1], nmse(res.x, p.x), rtol=1e-9)
     assert np.all(np.isnan(np.asarray(trace[k:])))
+
+
+def test_trace_fn_is_nmse_trace_and_result_type_is_fixed(x64):
+    """x_true is shorthand for trace_fn=nmse_trace(solver, x_true); without either, trace is None."""
+    from jsparse import sbl as S
+
+    p = small_problem(jax.random.PRNGKey(2))
+    kw = dict(method="am", noise_var=float(p.noise_var), max_iters=12)
+    plain = krosbl(p.y, p.factors, **kw)
+    assert isinstance(plain, S.SBLResult) and plain.trace is None
+    via_x = krosbl(p.y, p.factors, x_true=p.x, **kw)
+    solver = S.KroSBL(method="am", noise_var=jnp.asarray(p.noise_var), max_iters=12)
+    via_fn = krosbl(p.y, p.factors, trace_fn=S.nmse_trace(solver, p.x), **kw)
+    np.testing.assert_array_equal(np.asarray(via_x.trace), np.asarray(via_fn.trace))
+    np.testing.assert_array_equal(np.asarray(plain.x), np.asarray(via_x.x))
+    with pytest.raises(ValueError, match="trace_fn"):
+        krosbl(p.y, p.factors, x_true=p.x, trace_fn=S.nmse_trace(solver, p.x), **kw)
 
 
 def test_safe_eigh_gradient_on_degenerate_matrix(x64):

@@ -1,5 +1,4 @@
 """PC-KroSBL and PC-SBL against dense NumPy re-implementations (with column deletion, scipy NNLS)."""
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +8,7 @@ import scipy.optimize
 
 from jsparse.core.kron import kron_dense
 from jsparse.sbl import irs, pc
+from jsparse.sbl._mstep import coupled_update
 from jsparse.sbl.classic import dense_posterior
 from tests.contract import BadInput, ContractCase, ContractSuite
 
@@ -24,7 +24,8 @@ def block_problem(key, dtype, dims=DIMS, rows=ROWS, snr_db=25.0):
     def draw(k, shape):
         if cplx:
             kr, ki = jax.random.split(k)
-            return ((jax.random.normal(kr, shape, rdt) + 1j * jax.random.normal(ki, shape, rdt)) / np.sqrt(2)).astype(dtype)
+            z = jax.random.normal(kr, shape, rdt) + 1j * jax.random.normal(ki, shape, rdt)
+            return (z / np.sqrt(2)).astype(dtype)
         return jax.random.normal(k, shape, rdt)
 
     factors = tuple(draw(keys[i], (m, n)) for i, (m, n) in enumerate(zip(rows, dims)))
@@ -57,7 +58,8 @@ def _kron(vs):
     return out
 
 
-def np_pc_krosbl(y, factors, sigma2, beta, coupled, rel, r_abs, max_iters, tol, inner_max=9, inner_tol=1e-4, floor=1e-5):
+def np_pc_krosbl(y, factors, sigma2, beta, coupled, rel, r_abs, max_iters, tol, inner_max=9, inner_tol=1e-4,
+                 floor=1e-5):
     """The reference algorithm with pruned columns *deleted*, a dense posterior and scipy's NNLS."""
     dims = [f.shape[1] for f in factors]
     cm = [pc.np_coupling(n, beta) if i in coupled else np.eye(n) for i, n in enumerate(dims)]
@@ -139,7 +141,7 @@ def test_coupled_update_matches_scipy_on_kept_entries(x64):
     mask = np.ones(10, bool)
     mask[[0, 4, 5]] = False
     cm = pc.np_coupling(10, 0.8)
-    got = np.asarray(pc._coupled_update(jnp.asarray(t), jnp.asarray(mask), jnp.asarray(cm), 1e-5))
+    got = np.asarray(coupled_update(jnp.asarray(t), jnp.asarray(mask), jnp.asarray(cm), 1e-5))
     sub = cm[np.ix_(mask, mask)]
     want = np.zeros(10)
     want[mask] = 1e-5 + sub @ scipy.optimize.nnls(sub, t[mask])[0]
@@ -294,12 +296,14 @@ class TestCSBLKronContract(ContractSuite):
 
 
 def test_krosbl_method_pc_is_pc_krosbl():
-    """`sbl.krosbl(..., method="pc")` is the public face of `pc.pc_krosbl` (same iterates)."""
+    """`sbl.krosbl(..., method="pc")` is `pc.pc_krosbl` with its defaults (β = 0.8, coupled (0, 2))."""
     from jsparse import sbl
 
     y, factors, _, nv = block_problem(jax.random.PRNGKey(3), jnp.complex64)
-    via_krosbl = sbl.krosbl(y, factors, method="pc", beta=0.5, coupled=(0, 2), noise_var=nv, max_iters=5)
-    direct = pc.pc_krosbl(y, factors, beta=0.5, coupled=(0, 2), noise_var=nv, max_iters=5)
+    via_krosbl = sbl.krosbl(y, factors, method="pc", noise_var=nv, max_iters=5)
+    direct = pc.pc_krosbl(y, factors, beta=0.8, coupled=(0, 2), noise_var=nv, max_iters=5)
     np.testing.assert_array_equal(np.asarray(via_krosbl.x), np.asarray(direct.x))
     with pytest.raises(ValueError, match="beta"):
-        sbl.krosbl(y, factors, method="pc", beta=1.0, noise_var=nv)
+        pc.pc_krosbl(y, factors, beta=1.0, noise_var=nv)
+    with pytest.raises(TypeError, match="beta"):  # β is PC-KroSBL's setting, not krosbl's
+        sbl.krosbl(y, factors, method="pc", beta=0.5, noise_var=nv)
