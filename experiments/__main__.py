@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (sets XLA_FLAGS before jax is imported)
 
+# isort: split
+
 import argparse
 import importlib
 import sys
@@ -38,7 +40,8 @@ def available() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", default=["all"], help=f"'all' or any of: {', '.join(EXPERIMENTS)}")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="quick", action="store_true", default=True, help="quick size (default)")
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiment(s) {unknown}; choose from {list(EXPERIMENTS)}")
-    options = {k: v for k, v in (("data_root", args.data_root), ("dataset", args.dataset), ("data_dir", args.data_dir)) if v is not None}
+    given = (("data_root", args.data_root), ("dataset", args.dataset), ("data_dir", args.data_dir))
+    options = {k: v for k, v in given if v is not None}
 
     args.out.mkdir(parents=True, exist_ok=True)
     sections, failed = [], []
@@ -78,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         seconds = time.perf_counter() - start
         print(f"    done in {seconds:.1f} s -> {out_dir}", flush=True)
-        sections.append(f"## {name} ({EXPERIMENTS[name]})\n\n_{'quick' if args.quick else 'full'} size, {seconds:.0f} s; files in `{out_dir}`_\n\n{summary.strip()}\n")
+        size_note = f"_{'quick' if args.quick else 'full'} size, {seconds:.0f} s; files in `{out_dir}`_"
+        sections.append(f"## {name} ({EXPERIMENTS[name]})\n\n{size_note}\n\n{summary.strip()}\n")
 
     text = "# jsparse reproductions\n\n" + "\n".join(sections)
     (args.out / "SUMMARY.md").write_text(text)

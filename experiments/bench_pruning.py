@@ -18,20 +18,23 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401
 
+# isort: split
+
 import argparse
 import functools
+import operator
 from pathlib import Path
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments._timing import Timing, time_call, time_host
 from jsparse import pruning
 from jsparse.core import records
 from jsparse.pruning import models, rules, train
-
-from experiments._timing import Timing, time_call, time_host
 
 
 def _row(t: Timing, per: float = 1.0) -> dict:
@@ -60,7 +63,8 @@ def bench_training(name, shape, batch, steps, repeats, **kw):
             state = train.TrainState(params, bs, tr.tx.init(params))
         t = time_call(tr.train_epoch, (state, x, y, jax.random.PRNGKey(0)), repeats=repeats)
         n = batch * steps
-        out[variant] = {**_row(t), "examples_per_s": n / t.median_s, "examples_per_cpu_s": n / max(t.cpu_median_s, 1e-12),
+        out[variant] = {**_row(t), "examples_per_s": n / t.median_s,
+                        "examples_per_cpu_s": n / max(t.cpu_median_s, 1e-12),
                         "examples_per_s_best": n / min(t.times_s)}
     out["mask_overhead"] = out["masked"]["wall_ms"] / out["unmasked"]["wall_ms"]
     # forward only (the trainer's jitted evaluation), to tell forward from backward cost
@@ -71,15 +75,20 @@ def bench_training(name, shape, batch, steps, repeats, **kw):
 
 
 # --- the previous global SAP (commit 6f9e064), kept here as the side-by-side baseline ---------
+def _summed(counts: Iterable[jax.Array]) -> jax.Array:
+    """Elementwise total of integer histograms (at least one)."""
+    return functools.reduce(operator.add, counts)
+
+
 def _old_kth(values, c):
     """Previous radix select: one 65536-bin bincount per leaf, summed, for each of the two levels."""
     total = sum(v.size for v in values)
     c = jnp.clip(jnp.asarray(c, jnp.int32), 0, total - 1)
     bits = [jax.lax.bitcast_convert_type(v.ravel(), jnp.int32) for v in values]
-    cum1 = jnp.cumsum(sum(jnp.bincount(b >> 15, length=1 << 16) for b in bits))
+    cum1 = jnp.cumsum(_summed(jnp.bincount(b >> 15, length=1 << 16) for b in bits))
     k = jnp.minimum(jnp.sum(cum1 <= c), (1 << 16) - 1).astype(jnp.int32)
     before = jnp.where(k > 0, cum1[jnp.maximum(k - 1, 0)], 0)
-    hist2 = sum(jnp.bincount(jnp.where((b >> 15) == k, b & 0x7FFF, 1 << 15), length=(1 << 15) + 1) for b in bits)
+    hist2 = _summed(jnp.bincount(jnp.where((b >> 15) == k, b & 0x7FFF, 1 << 15), length=(1 << 15) + 1) for b in bits)
     j = jnp.minimum(jnp.sum(jnp.cumsum(hist2[: 1 << 15]) <= c - before), (1 << 15) - 1).astype(jnp.int32)
     return jax.lax.bitcast_convert_type((k << 15) | j, jnp.float32)
 
@@ -104,7 +113,7 @@ def bench_prune(repeats):
     params = nnx.state(model, nnx.Param)
     masks = pruning.SAP().prune(params, pruning.init_masks(params))  # a realistic second-round mask
     n = sum(x.size for p, x in jax.tree_util.tree_leaves_with_path(params) if pruning.default_filter(p, x))
-    out = {"prunable": n, "leaves": sum(1 for p, x in jax.tree_util.tree_leaves_with_path(params)
+    out: dict[str, Any] = {"prunable": n, "leaves": sum(1 for p, x in jax.tree_util.tree_leaves_with_path(params)
                                         if pruning.default_filter(p, x))}
     sap = pruning.SAP(scope="global")
     # same run, same inputs: previous implementation first, then the fused one
@@ -122,7 +131,8 @@ def bench_prune(repeats):
     out["pruned_count"] = int(got_new.count)
     for label, rule in [("SAP layer", pruning.SAP(scope="layer")), ("SAP neuron", pruning.SAP(scope="neuron")),
                         ("LT magnitude 0.2, global", pruning.magnitude(0.2))]:
-        out[label] = _row(time_call(jax.jit(functools.partial(rules._prune_impl, rule)), (params, masks), repeats=repeats))
+        step = jax.jit(functools.partial(rules._prune_impl, rule))
+        out[label] = _row(time_call(step, (params, masks), repeats=repeats))
 
     def sort_threshold(params, masks):  # baseline: the c-th smallest by a full sort
         leaves = [jnp.where(m, jnp.abs(p), jnp.inf).ravel() for (path, p), m in
@@ -148,12 +158,15 @@ def main(argv=None):
     if a.part in ("all", "prune"):
         res["prune"] = bench_prune(reps)
         p = res["prune"]
-        print(f"pruning step on ResNet18 ({p['prunable']:,} prunable weights in {p['leaves']} leaves), after compilation; "
-              f"fused masks identical to previous: {p['fused_equals_previous']} ({p['pruned_count']:,} pruned)")
-        print("| step | median wall ms | min wall ms | median CPU ms (all threads) | compile s |\n|---|---|---|---|---|")
+        print(f"pruning step on ResNet18 ({p['prunable']:,} prunable weights in {p['leaves']} leaves), "
+              f"after compilation; fused masks identical to previous: {p['fused_equals_previous']} "
+              f"({p['pruned_count']:,} pruned)")
+        print("| step | median wall ms | min wall ms | median CPU ms (all threads) | compile s |\n"
+              "|---|---|---|---|---|")
         for k, v in p.items():
             if isinstance(v, dict):
-                print(f"| {k} | {v['wall_ms']:.1f} | {v['min_wall_ms']:.1f} | {v['cpu_ms']:.1f} | {v['compile_s']:.1f} |", flush=True)
+                print(f"| {k} | {v['wall_ms']:.1f} | {v['min_wall_ms']:.1f} | {v['cpu_ms']:.1f} | "
+                      f"{v['compile_s']:.1f} |", flush=True)
         records.write_json(a.out, res)
     cases = {"mlp": ((28, 28, 1), 250, 8), "cnn": ((32, 32, 3), 32, 2 if a.quick else 4),
              "resnet18": ((32, 32, 3), 8, 2 if a.quick else 4)}
@@ -167,7 +180,8 @@ def main(argv=None):
               f"({m['examples_per_cpu_s']:9.1f} per CPU-s, best {m['examples_per_s_best']:9.1f}), unmasked "
               f"{u['examples_per_s']:9.1f} ex/s wall ({u['examples_per_cpu_s']:9.1f} per CPU-s), "
               f"time ratio x{r['mask_overhead']:.2f} (compile {m['compile_s']:.1f} s); forward only "
-              f"{r['forward_only']['examples_per_s']:.1f} ex/s wall ({r['forward_only']['examples_per_cpu_s']:.1f} per CPU-s)",
+              f"{r['forward_only']['examples_per_s']:.1f} ex/s wall "
+              f"({r['forward_only']['examples_per_cpu_s']:.1f} per CPU-s)",
               flush=True)
     records.write_json(a.out, res)
     print(f"wrote {a.out}")

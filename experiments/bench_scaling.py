@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401
 
+# isort: split
+
 import argparse
 import json
 import os
@@ -39,14 +41,15 @@ def trial(key, snr_db):
 
 runs, compile_s = [], None
 for r in range(repeats + 1):
-    res = montecarlo.sweep(trial, {"snr_db": [20.0]}, num_trials=trials, key=r, chunk_size=trials, batch_size=batch, progress=False)
+    res = montecarlo.sweep(trial, {"snr_db": [20.0]}, num_trials=trials, key=r, chunk_size=trials, batch_size=batch,
+                           progress=False)
     if r == 0:
         compile_s = sum(res.meta["compile_seconds"].values())
     else:
         runs.append(res.meta["run_seconds"])
 med = statistics.median(runs)
-print(json.dumps({"devices": jax.device_count(), "batch_size": sys.argv[3], "backend": jax.default_backend(), "trials": trials,
-                  "median_s": med, "trials_per_s": trials / med, "compile_s": compile_s}))
+print(json.dumps({"devices": jax.device_count(), "batch_size": sys.argv[3], "backend": jax.default_backend(),
+                  "trials": trials, "median_s": med, "trials_per_s": trials / med, "compile_s": compile_s}))
 """
 
 
@@ -78,7 +81,8 @@ def run_worker(devices: int | None, trials: int, repeats: int, batch: str = "non
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}").strip()
         env["JAX_PLATFORMS"] = "cpu"
     env["JSPARSE_PROGRESS"] = "0"
-    out = subprocess.run([sys.executable, "-c", WORKER, str(trials), str(repeats), batch], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", WORKER, str(trials), str(repeats), batch], env=env, capture_output=True,
+                         text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -95,18 +99,20 @@ def main(argv=None) -> int:
         # Several simulated CPU devices map one trial at a time (see docs/troubleshooting.md), so
         # the device scaling is measured at batch_size=1 throughout; the vmapped 1-device run is
         # the reference a CPU user would actually use.
-        rows = [run_worker(1, a.trials, a.repeats, "none")] + [run_worker(d, a.trials, a.repeats, "1") for d in (1, 2, 4)]
+        rows = [run_worker(1, a.trials, a.repeats, "none")]
+        rows += [run_worker(d, a.trials, a.repeats, "1") for d in (1, 2, 4)]
     base = rows[0]["trials_per_s"]
     print(f"{'devices':>7} {'batch':>6} {'backend':>8} {'trials/s':>10} {'vs first':>9} {'compile s':>10}")
     for r in rows:
         r["speedup"] = r["trials_per_s"] / base
-        print(f"{r['devices']:>7} {r['batch_size']:>6} {r['backend']:>8} {r['trials_per_s']:>10.1f} {r['speedup']:>9.2f} {r['compile_s']:>10.2f}")
+        print(f"{r['devices']:>7} {r['batch_size']:>6} {r['backend']:>8} {r['trials_per_s']:>10.1f} "
+              f"{r['speedup']:>9.2f} {r['compile_s']:>10.2f}")
     if a.real:  # SAE training throughput, data-parallel over every device (tokens/s)
         out = subprocess.run([sys.executable, "-c", SAE_WORKER, "768", str(16 * 768), "4096", "40"],
                              env=dict(os.environ, JSPARSE_PROGRESS="0"), capture_output=True, text=True, check=True)
         sae_row = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"SAE GBA training, d=768, width 12288, batch 4096 on {sae_row['devices']} {sae_row['backend']} device(s): "
-              f"{sae_row['tokens_per_s']:.0f} tokens/s")
+        print(f"SAE GBA training, d=768, width 12288, batch 4096 on {sae_row['devices']} {sae_row['backend']} "
+              f"device(s): {sae_row['tokens_per_s']:.0f} tokens/s")
         rows.append(sae_row)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(rows, indent=2))

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401
 
+# isort: split
+
 import argparse
 import time
 from pathlib import Path
@@ -78,7 +80,8 @@ def main(argv=None) -> None:
         s = res["settings"][name]
         print(f"{name}: budget {s['decay_budget']:.3f}, remaining at t=10 {100 * s['remaining'][-1]:.1f} %, "
               f"PQI {' '.join(f'{v:.3f}' for v in s['pqi'])}, acc {100 * s['test_acc'][0]:.1f} -> "
-              f"{100 * s['test_acc'][-1]:.1f} (max drop {s['max_acc_drop_points']:.1f}), {s['seconds']:.0f} s", flush=True)
+              f"{100 * s['test_acc'][-1]:.1f} (max drop {s['max_acc_drop_points']:.1f}), {s['seconds']:.0f} s",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401
 
+# isort: split
+
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from jsparse.core import records
 from jsparse.pruning import datasets, models, procedures, train
 
-METHODS = {  # label -> (procedure, rule options)
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {  # label -> (procedure, rule options)
     "SAP(0.5,1)": ("sap", dict(p=0.5, q=1.0)),
     "SAP(1,2)": ("sap", dict(p=1.0, q=2.0)),
     "LT": ("lt", dict(fraction=0.2)),
@@ -32,7 +35,7 @@ PAPER_REMAINING = {"SAP(0.5,1)": [69, 49, 36, 26, 20], "LT": [80, 64, 51, 41, 33
                    "SAP(1,2)": [23, 8, None, None, None]}
 
 
-def settings(quick: bool, dataset: str) -> dict:
+def settings(quick: bool, dataset: str) -> dict[str, Any]:
     if quick:
         # MLP: weight decay 1.5e-2 gives one round the paper's weight-decay budget
         # wd * sum(lr) ~ 1.0 (CIFAR10: 5e-4 * 0.05 * 200 epochs * 200 steps) in 60 short epochs
@@ -74,8 +77,9 @@ def _plots(out_dir: Path, model: str, runs: dict) -> list[str]:
         axes[1].plot(t, [100 * r["test_acc"] for r in rows], "o-", label=label)
         axes[2].plot(t, [100 * r["pruned_acc"] for r in rows], "o-", label=label)
         axes[3].plot(t, [r["pqi"] for r in rows], "o-", label=label)
-    for ax, title in zip(axes, ["% weights remaining", "retrained test accuracy (%)", "pruned (not retrained) accuracy (%)",
-                                "PQ Index (p=0.5, q=1)"]):
+    titles = ["% weights remaining", "retrained test accuracy (%)", "pruned (not retrained) accuracy (%)",
+              "PQ Index (p=0.5, q=1)"]
+    for ax, title in zip(axes, titles):
         ax.set_title(title)
         ax.set_xlabel("round t")
     axes[0].legend()
@@ -118,7 +122,8 @@ def _target(rows: list[dict]) -> dict:
     within = [r for r in rows[1:11] if r["remaining"] <= 0.10]
     mism = [abs(r["pruned"] - r["expected_pruned"]) for r in rows]
     return {
-        "dense_acc": dense, "t_check": min(10, len(rows) - 1), "remaining_at_t10": rows[min(10, len(rows) - 1)]["remaining"],
+        "dense_acc": dense, "t_check": min(10, len(rows) - 1),
+        "remaining_at_t10": rows[min(10, len(rows) - 1)]["remaining"],
         "reached_10pct_within_10_rounds": bool(within),
         "max_acc_drop_points_t_le_10": 100 * max(dense - r["test_acc"] for r in rows[:11]),
         "pruned_count_minus_formula_max_abs": max(mism), "rounds_with_count_mismatch": int(sum(m > 0 for m in mism)),
@@ -133,7 +138,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, dataset: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = settings(quick, dataset)
-    override = {k: int(options[k]) for k in ("rounds", "epochs") if options.get(k)}
+    override: dict[str, Any] = {k: int(options[k]) for k in ("rounds", "epochs") if options.get(k)}
     cfg["override"] = override
     data = datasets.load(dataset, data_dir)
     results = {"settings": {**cfg, "dataset": dataset, "quick": quick, "scope": "global", "beta": 0.9,
@@ -164,20 +169,24 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, dataset: str 
         results.setdefault("plots", []).extend(_plots(out_dir, model_name, runs))
         sap = _target(runs["SAP(0.5,1)"])
         results.setdefault("targets", {})[model_name] = sap
-        lines += [f"### {dataset} / {model_name} (T = {rounds}, E = {epochs}, batch {mc['batch']}, weight decay {wd:g}, "
-                  f"decay budget wd*sum(lr) = {budget:.3f} per round; paper CIFAR10: 1.0; global scope)", "",
-                  "| method | dense acc | % remaining t=1..5 (ours) | paper CIFAR10-CNN t=1..5 | % remaining at T | acc at T | pruned acc at T | PQI t=0 -> min -> T |",
+        lines += [f"### {dataset} / {model_name} (T = {rounds}, E = {epochs}, batch {mc['batch']}, "
+                  f"weight decay {wd:g}, decay budget wd*sum(lr) = {budget:.3f} per round; paper CIFAR10: 1.0; "
+                  "global scope)", "",
+                  "| method | dense acc | % remaining t=1..5 (ours) | paper CIFAR10-CNN t=1..5 | % remaining at T "
+                  "| acc at T | pruned acc at T | PQI t=0 -> min -> T |",
                   "|---|---|---|---|---|---|---|---|"]
         for label, rows in runs.items():
             rem = ", ".join(f"{100 * r['remaining']:.1f}" for r in rows[1:6])
             paper = ", ".join("-" if v is None else str(v) for v in PAPER_REMAINING[label])
             pq = [r["pqi"] for r in rows]
-            lines.append(f"| {label} | {100 * rows[0]['test_acc']:.1f} | {rem} | {paper} | {100 * rows[-1]['remaining']:.2f} "
-                         f"| {100 * rows[-1]['test_acc']:.1f} | {100 * rows[-1]['pruned_acc']:.1f} "
-                         f"| {pq[0]:.3f} -> {min(pq):.3f} -> {pq[-1]:.3f} |")
-        lines += ["", f"SAP(0.5,1) target check ({model_name}): remaining at t={sap['t_check']} = {100 * sap['remaining_at_t10']:.1f} % "
+            lines.append(f"| {label} | {100 * rows[0]['test_acc']:.1f} | {rem} | {paper} "
+                         f"| {100 * rows[-1]['remaining']:.2f} | {100 * rows[-1]['test_acc']:.1f} "
+                         f"| {100 * rows[-1]['pruned_acc']:.1f} | {pq[0]:.3f} -> {min(pq):.3f} -> {pq[-1]:.3f} |")
+        lines += ["", f"SAP(0.5,1) target check ({model_name}): remaining at t={sap['t_check']} = "
+                  f"{100 * sap['remaining_at_t10']:.1f} % "
                   f"(target <= 10 %: {'reached' if sap['reached_10pct_within_10_rounds'] else 'NOT reached'}); "
-                  f"max accuracy drop vs dense over t <= {sap['t_check']} = {sap['max_acc_drop_points_t_le_10']:.2f} points; "
+                  f"max accuracy drop vs dense over t <= {sap['t_check']} = "
+                  f"{sap['max_acc_drop_points_t_le_10']:.2f} points; "
                   f"pruned count vs PQI formula: max |diff| = {sap['pruned_count_minus_formula_max_abs']} "
                   f"({sap['rounds_with_count_mismatch']} of {len(sap['pqi'])} rounds differ), "
                   f"max |pruned fraction - PQI| = {sap['pruned_fraction_minus_pqi_max_abs']:.1e}; "
@@ -194,7 +203,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--full", action="store_true", help="paper size (T=30, E=200)")
     ap.add_argument("--out", type=Path, default=Path("results/pruning"))
-    ap.add_argument("--dataset", default="digits", choices=["digits", "fashionmnist", "cifar10", "cifar100", "tinyimagenet"])
+    ap.add_argument("--dataset", default="digits",
+                    choices=["digits", "fashionmnist", "cifar10", "cifar100", "tinyimagenet"])
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
