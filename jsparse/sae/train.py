@@ -168,6 +168,10 @@ class History:
         self.pending.clear()
         return self.hist
 
+    def restore(self, hist: dict) -> None:
+        """Continue from a checkpoint's history (writable copies)."""
+        self.hist = {k: np.array(v) for k, v in hist.items()}
+
     def result(self, finite) -> dict[str, np.ndarray]:
         out = {k: (v.astype(np.int64) if k == "step" else v) for k, v in self.flush().items()}
         out["finite"] = np.asarray(bool(finite))
@@ -259,7 +263,8 @@ def train(batches, *, method: str | Method = "gba", width: int, steps: int, key:
                             dead_steps=dead_steps, scale_warmup=scale_warmup, lr=lr, dtype=dtype)
     saved = ckpt_io.restore(ckpt, meta, (state, log.hist))
     if saved is not None:
-        state, log.hist = saved[0], {k: np.array(v) for k, v in saved[1].items()}  # writable copies
+        state = saved[0]
+        log.restore(saved[1])
     state, place = _distribute(state, mesh, shard_latents, batch_size, width)
     save = None if ckpt is None else (lambda s: ckpt_io.save(ckpt, meta, s, log.flush()))
     state = fit(step, state, batches, steps=steps, check=lambda b, i: place(check_batch(b, i, d, batch_size, dtype)),
