@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401
 
+# isort: split
+
 import argparse
 import resource
 import time
@@ -146,7 +148,8 @@ def main(argv=None):
             if "gba" in by and b in by:
                 o[f"gba_vs_{b}"] = by["gba"]["median_step_s"] / by[b]["median_step_s"] - 1
                 o[f"gba_vs_{b}_cpu"] = by["gba"]["cpu_step_s"] / by[b]["cpu_step_s"] - 1
-        print(f"d={d}: GBA accumulation + rule alone {rc.median_s * 1e3:.1f} ms wall, {rc.cpu_median_s * 1e3:.1f} ms CPU"
+        print(f"d={d}: GBA accumulation + rule alone {rc.median_s * 1e3:.1f} ms wall, "
+              f"{rc.cpu_median_s * 1e3:.1f} ms CPU"
               + (f" = {100 * o['rule_alone_vs_relu_step']:.2f}% (wall) / {100 * o['rule_alone_vs_relu_step_cpu']:.2f}% "
                  "(CPU) of a plain tied ReLU step" if base else ""))
         print(f"d={d}: " + ", ".join(f"{k} {100 * v:+.1f}%" for k, v in o.items() if k.startswith("gba_vs")))

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (XLA flags before jax)
 
+# isort: split
+
 import argparse
 import dataclasses
 import time
@@ -100,7 +102,9 @@ def run_variant(out: Path, name: str, over: dict, *, steps: int, batch: int, pro
 def _config(method, kw, width):
     """The variant's GBA/BA config (targets and group ids) from its method value."""
     fields = {f.name for f in dataclasses.fields(sae.methods.METHOD_TYPES[method])}
-    return sae.as_method(method, **{k: v for k, v in kw.items() if k in fields}).config(width)
+    value = sae.as_method(method, **{k: v for k, v in kw.items() if k in fields})
+    assert isinstance(value, sae.methods.AdaptiveMethod), "the variants are GBA/BA runs"
+    return value.config(width)
 
 
 def summarize(out: Path) -> str:

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from experiments import _env  # noqa: F401  (XLA flags before jax)
 
+# isort: split
+
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -178,7 +181,7 @@ def heterogeneous(out, cfg, resume):
     freqs = st.frequencies(num_batches=20)
     rare = freqs <= np.quantile(freqs, 0.25)
     frequent = freqs >= np.quantile(freqs, 0.75)
-    common = dict(width=p["width"], steps=cfg["steps"], eval_batches=cfg["eval_batches"])
+    common: dict[str, Any] = dict(width=p["width"], steps=cfg["steps"], eval_batches=cfg["eval_batches"])
     g = _run(out, "hetero_gba", st, resume, method="gba", **common)
     if g is None:
         return [], None
@@ -218,7 +221,8 @@ def resonance(out, cfg, resume):
                          steps=h["steps"], eval_batches=max(cfg["eval_batches"] // 4, 4))
                 grid[i, j] = np.nan if r is None else r["frr09"]
         panels.append(dict(label=h["label"], f=[s / h["n"] for s in h["s"]], p=h["p"], frr09=grid, n=h["n"],
-                           d=h["d"], width=h["width"], steps=h["steps"], chance09=chance_frr(h["n"], h["d"], h["width"])))
+                           d=h["d"], width=h["width"], steps=h["steps"],
+                           chance09=chance_frr(h["n"], h["d"], h["width"])))
     return panels
 
 

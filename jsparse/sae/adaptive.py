@@ -6,7 +6,7 @@ targets live in the train state, so a sweep over targets compiles the step once.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -118,7 +118,7 @@ class GBA(AdaptiveMethod):
     groups: int = 10
     htf: float = 0.5
     ltf: float = 1e-3
-    targets: tuple[float, ...] | None = None
+    targets: Sequence[float] | None = None  # stored as a tuple (hashable)
     name: ClassVar[str] = "gba"
 
     def __post_init__(self):

@@ -1,5 +1,4 @@
 """Bias adaptation: targets, groups, the window rule against a NumPy re-statement."""
-import functools
 
 import jax
 import jax.numpy as jnp

@@ -1,6 +1,7 @@
 """Method values: the string shorthand and the value train identically; values are frozen and
 hashable; bad settings raise ValueError naming the field; checkpoints by value resume exactly."""
 import dataclasses
+from typing import Any
 
 import jax
 import numpy as np
@@ -43,7 +44,8 @@ def test_method_list_is_the_library_one():
 @pytest.mark.parametrize("name,options,value", CASES, ids=[c[0] for c in CASES])
 def test_shorthand_and_value_train_identically(small, name, options, value):
     assert methods.as_method(name, **options) == value
-    kw = dict(width=24, steps=12, key=jax.random.PRNGKey(1), log_every=3, dead_steps=4, show_progress=False)
+    kw: dict[str, Any] = dict(width=24, steps=12, key=jax.random.PRNGKey(1), log_every=3, dead_steps=4,
+                              show_progress=False)
     m1, h1 = sae.train(small, method=name, **options, **kw)
     m2, h2 = sae.train(small, method=value, **kw)
     for a, b in zip(_leaves(m1), _leaves(m2)):
@@ -64,7 +66,7 @@ def test_values_are_frozen_and_hashable(value):
 
 
 def test_gba_targets_become_a_tuple_and_step_part_ignores_them():
-    a = sae.GBA(targets=np.array([0.3, 0.1, 0.01]))
+    a = sae.GBA(targets=np.array([0.3, 0.1, 0.01]))  # type: ignore
     b = sae.GBA(targets=[0.2, 0.05, 0.02])
     assert a.targets == (0.3, 0.1, 0.01) and hash(a) != hash(b)
     assert a.step_part() == b.step_part()  # one compiled step for a sweep over targets
@@ -76,29 +78,29 @@ def test_gba_targets_become_a_tuple_and_step_part_ignores_them():
     [
         (lambda: sae.GBA(groups=0), "groups"),
         (lambda: sae.GBA(htf=1.5), "htf"),
-        (lambda: sae.GBA(htf="high"), "htf"),
+        (lambda: sae.GBA(htf="high"), "htf"),  # type: ignore
         (lambda: sae.GBA(ltf=0.9), "htf"),  # htf must exceed ltf
         (lambda: sae.GBA(targets=[0.1, 0.2]), "targets"),
         (lambda: sae.GBA(gamma_minus=-0.1), "gamma_minus"),
-        (lambda: sae.GBA(update_every=2.5), "update_every"),
+        (lambda: sae.GBA(update_every=2.5), "update_every"),  # type: ignore
         (lambda: sae.GBA(bias_init="median"), "bias_init"),
         (lambda: sae.GBA(gate="sigmoid"), "gate"),
-        (lambda: sae.GBA(tied="yes"), "tied"),
+        (lambda: sae.GBA(tied="yes"), "tied"),  # type: ignore
         (lambda: sae.BA(target=1.0), "target"),
         (lambda: sae.BA(eps=2.0), "eps"),
         (lambda: sae.TopK(k=0), "k"),
-        (lambda: sae.TopK(k="32"), "k"),
+        (lambda: sae.TopK(k="32"), "k"),  # type: ignore
         (lambda: sae.TopK(aux_k=0), "aux_k"),
         (lambda: sae.TopK(aux_coef=-1.0), "aux_coef"),
         (lambda: sae.BatchTopK(threshold_rate=2.0), "threshold_rate"),
         (lambda: sae.ReLUL1(l1=-1.0), "l1"),
         (lambda: sae.ReLUL1(scale_init=float("nan")), "scale_init"),
-        (lambda: sae.JumpReLU(l0=None), "l0"),
+        (lambda: sae.JumpReLU(l0=None), "l0"),  # type: ignore
         (lambda: sae.JumpReLU(bandwidth=0.0), "bandwidth"),
         (lambda: methods.as_method("gba", k=3), "k"),
         (lambda: methods.as_method(sae.TopK(), l1=0.1), "l1"),
         (lambda: methods.as_method("lasso"), "method"),
-        (lambda: methods.as_method(object()), "method"),
+        (lambda: methods.as_method(object()), "method"),  # type: ignore
     ],
 )
 def test_bad_settings_raise_naming_the_field(make, match):
@@ -119,12 +121,14 @@ def test_value_overrides_and_string_options_meet():
     """Keyword options on a value replace its fields; None means "keep the default"."""
     assert methods.as_method(sae.TopK(k=4), aux_coef=0.0) == sae.TopK(k=4, aux_coef=0.0)
     assert methods.as_method("topk", k=None) == sae.TopK()
-    assert methods.as_method("ba", htf=0.1, ltf=1e-3).target == pytest.approx(0.01)  # sqrt(htf * ltf)
+    ba = methods.as_method("ba", htf=0.1, ltf=1e-3)
+    assert isinstance(ba, sae.BA) and ba.target == pytest.approx(0.01)  # sqrt(htf * ltf)
 
 
 def test_checkpoint_value_resumes_bit_identically(small, tmp_path):
     method = sae.BatchTopK(k=3)
-    kw = dict(method=method, width=24, steps=20, key=jax.random.PRNGKey(3), log_every=2, show_progress=False)
+    kw: dict[str, Any] = dict(method=method, width=24, steps=20, key=jax.random.PRNGKey(3), log_every=2,
+                              show_progress=False)
     full, h_full = sae.train(small.batch, **kw)
 
     def dies(i):

@@ -1,6 +1,5 @@
 """The statistical model X = H V."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
