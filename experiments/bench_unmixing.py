@@ -13,8 +13,9 @@ Timing: experiments/_timing.py (compile excluded, medians, wall and CPU process 
 """
 from __future__ import annotations
 
-from experiments import _env  # noqa: F401
+from experiments import _env  # noqa: F401  (XLA flags before jax)
 
+# isort: split
 import argparse
 import os
 from pathlib import Path
@@ -23,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments._timing import time_call, time_host
 from jsparse import unmixing as U
 from jsparse.core import records
 from jsparse.unmixing import datasets, synthetic
-from experiments._timing import time_call, time_host
 
 
 # ------------------------------------------------------------------ NumPy reference implementation
@@ -105,7 +106,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--data-root", type=Path, default=None)
     args = ap.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
-    from experiments.unmixing.run import default_data_root
+    from experiments.unmixing.scenes import default_data_root
 
     n_iter, repeats, conv_cap = (20, 3, 300) if args.quick else (50, 5, 2000)
     try:
@@ -115,10 +116,7 @@ def main(argv=None) -> dict:
         M = synthetic.smooth_endmembers(jax.random.PRNGKey(0), 198, 4, jnp.float64)
         Y, source = synthetic.make_scene(jax.random.PRNGKey(1), M, (100, 100)).Y, "synthetic 198 x 10000"
     R = 4
-    idx = U.vca_indices(Y, R, jax.random.PRNGKey(0))
-    M0 = jnp.maximum(Y[:, idx], 1e-6 * jnp.max(Y))
-    A0 = U.fcls(Y, M0, max_iters=200).abundances
-    A0 = (A0 + 1e-2) / (1 + R * 1e-2)
+    M0, A0 = U.initial_point(Y, R, jax.random.PRNGKey(0), fcls_iters=200)  # rrlbs's floored VCA-FCLS start
     lam = float(U.sparsity_lambda(Y))
     gamma = lam / 8.0
     Yn, M0n, A0n = (np.asarray(x) for x in (Y, M0, A0))
@@ -155,13 +153,15 @@ def main(argv=None) -> dict:
     # Batch of 32 synthetic images: vmap vs lax.map vs a Python loop over the same compiled program;
     # with the VCA-FCLS start ("full") and from a fixed start (multiplicative updates only).
     B, iters = 32, (50 if args.quick else 100)
-    Mg = jnp.asarray(d.endmembers) if source == "Jasper Ridge" else synthetic.smooth_endmembers(jax.random.PRNGKey(0), 198, 4, jnp.float64)
+    if source == "Jasper Ridge":
+        Mg = jnp.asarray(d.endmembers)
+    else:
+        Mg = synthetic.smooth_endmembers(jax.random.PRNGKey(0), 198, 4, jnp.float64)
     keys = jax.random.split(jax.random.PRNGKey(5), B)
     Ys = jax.vmap(lambda k: synthetic.make_scene(k, Mg, (50, 50)).Y)(keys)
     full = lambda Yb, k: U.rrlbs(Yb, R, key=k, max_iters=iters, tol=0.0, fcls_iters=100)  # noqa: E731
     starts = jax.jit(jax.vmap(lambda Yb, k: U.vca(Yb, R, key=k, fcls_iters=100)))(Ys, keys)
-    M0s = jnp.maximum(starts.endmembers, 1e-6)
-    A0s = (starts.abundances + 1e-2) / (1 + R * 1e-2)
+    M0s, A0s = jax.vmap(U.floor_start)(Ys, starts.endmembers, starts.abundances)
     mu = lambda Yb, M0, A0: U.rrlbs(Yb, R, init_endmembers=M0, init_abundances=A0, max_iters=iters, tol=0.0)  # noqa: E731
     brep = max(2, repeats // 2)
     out["batch32"] = {"image": [198, 2500], "iterations": iters}
@@ -176,13 +176,13 @@ def main(argv=None) -> dict:
                                  "loop_over_vmap_cpu": tl.cpu_median_s / tv.cpu_median_s}
     out["batched_matmul_micro"] = batched_matmul_micro(repeats=repeats)
 
-    b = out["batch32"]
+    b, conv_its = out["batch32"], out["to_convergence"]
     rows = [
         ("per iteration, Jasper (ms)", out["per_iteration_ms"]["jax"], out["per_iteration_ms"]["numpy"],
          out["per_iteration_ms"]["numpy_over_jax"]),
         ("per iteration, Jasper (CPU ms)", out["per_iteration_ms"]["jax_cpu"], out["per_iteration_ms"]["numpy_cpu"],
          out["per_iteration_ms"]["numpy_over_jax_cpu"]),
-        (f"to convergence (s; {out['to_convergence']['jax_iterations']} / {out['to_convergence']['numpy_iterations']} it)",
+        (f"to convergence (s; {conv_its['jax_iterations']} / {conv_its['numpy_iterations']} it)",
          tc.median_s, tnc.median_s, tnc.median_s / tc.median_s),
     ]
     for label in ("full", "mu_only"):
@@ -192,13 +192,15 @@ def main(argv=None) -> dict:
                      b[label]["loop"]["median_s"], b[label]["loop"]["median_s"] / b[label]["lax_map"]["median_s"]))
     for name, v in out["batched_matmul_micro"].items():
         rows.append((f"32 x {name} (ms): vmap | loop", v["vmap_ms"], v["loop_ms"], v["loop_ms"] / v["vmap_ms"]))
-        rows.append((f"32 x {name} (ms): lax.map | loop", v["lax_map_ms"], v["loop_ms"], v["loop_ms"] / v["lax_map_ms"]))
+        rows.append((f"32 x {name} (ms): lax.map | loop", v["lax_map_ms"], v["loop_ms"],
+                     v["loop_ms"] / v["lax_map_ms"]))
     print(f"RRLbS benchmark on {source} {tuple(Y.shape)}, float64, {jax.default_backend()} "
           f"(compile {out['jax_compile_s']:.1f} s excluded)")
     print(f"{'measure':52s} {'JAX':>10s} {'NumPy/loop':>12s} {'ratio':>7s}")
     for name, a, b_, c in rows:
         print(f"{name:52s} {a:10.3f} {b_:12.3f} {c:7.2f}")
-    print(f"max relative objective difference JAX vs NumPy over {n_iter} iterations: {out['max_rel_objective_diff']:.2e}")
+    print(f"max relative objective difference JAX vs NumPy over {n_iter} iterations: "
+          f"{out['max_rel_objective_diff']:.2e}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     out["load_average_at_end"] = os.getloadavg()
     print(f"load average at start / end: {out['load_average_at_start'][0]:.1f} / {out['load_average_at_end'][0]:.1f}")

@@ -24,7 +24,8 @@ class UnmixingResult(NamedTuple):
       abundances: (R, N) non-negative abundances; each column sums to one.
       guidance: (N,) per-pixel sparsity weights h (RRLbS's learned map; ones for methods with
         uniform sparsity, zeros for methods without a sparsity term).
-      objective: (max_iters,) objective after each iteration; NaN after the last one taken.
+      objective: (max_iters,) objective after each iteration; NaN after the last one taken (None from
+        a solver object's `result` for a state stepped by hand).
       iterations: int32 number of iterations taken.
       converged: bool, the relative objective change fell below `tol`.
     """
@@ -32,7 +33,7 @@ class UnmixingResult(NamedTuple):
     endmembers: jax.Array
     abundances: jax.Array
     guidance: jax.Array
-    objective: jax.Array
+    objective: jax.Array | None
     iterations: jax.Array
     converged: jax.Array
 
@@ -64,7 +65,7 @@ def check_num_endmembers(num_endmembers, bands: int, name: str = "num_endmembers
     return check_int(num_endmembers, name, minimum=2, maximum=bands - 1)
 
 
-def project_simplex(v: jax.Array, total=1.0, axis: int = 0) -> jax.Array:
+def project_simplex(v: jax.Array, total: float | jax.Array = 1.0, axis: int = 0) -> jax.Array:
     """Euclidean projection of each slice of `v` along `axis` onto {x >= 0, sum x = total}.
 
     Sort-based (Duchi et al. 2008): O(n log n) per slice, jit- and vmap-friendly.

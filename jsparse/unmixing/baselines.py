@@ -69,7 +69,7 @@ def l21_nmf(Y, num_endmembers: int, *, p: float = 0.5, lam=None, **kwargs):
 
 
 for _f in (nmf, l12_nmf, l21_nmf):
-    _f.__doc__ += _DOC_ARGS
+    _f.__doc__ = (_f.__doc__ or "") + _DOC_ARGS
 
 
 def _reject(kwargs, names):

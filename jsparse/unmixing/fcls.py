@@ -116,7 +116,7 @@ def solve_fcls(solver: FCLS, Y: jax.Array, M: jax.Array) -> UnmixingResult:
     return runner.solve(solver, Y, M, trace_fn=solver.objective)
 
 
-def fcls(Y, endmembers, *, max_iters: int = 500, tol: float = 1e-7, adjoint: str = "none",
+def fcls(Y, endmembers, *, max_iters: int = 500, tol: float = 1e-7, adjoint: str | runner.Adjoint = "none",
          clip_negative: bool = False) -> UnmixingResult:
     """Fully constrained (non-negative, sum-to-one) least-squares abundances.
 

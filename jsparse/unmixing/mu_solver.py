@@ -121,7 +121,8 @@ def _check_settings(loss, guidance, p, start, max_iters, fcls_iters, tol, delta,
 
 def mu_method(cls: type[MUSolver], Y, num_endmembers, *, key=None, lam=None, gamma=None, delta=15.0, budget=1.0,
               init="vca", init_endmembers=None, init_abundances=None, init_floor=1e-2, max_iters=1000, tol=1e-6,
-              adjoint="none", fcls_iters=200, clip_negative=False, **static) -> UnmixingResult:
+              adjoint: str | runner.Adjoint = "none", fcls_iters=200, clip_negative=False,
+              **static) -> UnmixingResult:
     """Validate, build `cls(R, ...)` and run it (see `rrlbs` for the arguments; `static`: loss, guidance, p)."""
     Y = check_image(Y, clip_negative=clip_negative)
     L, N = Y.shape

@@ -7,6 +7,7 @@ with RRLbS's defaults); `rrlbs` validates, builds one and runs it.
 """
 from __future__ import annotations
 
+from jsparse.core.adjoint import Adjoint
 from jsparse.core.validation import check_choice
 from jsparse.unmixing._common import UnmixingResult
 from jsparse.unmixing.mu_solver import MUSolver, mu_method
@@ -35,7 +36,7 @@ class RRLbS(MUSolver):
 def rrlbs(Y, num_endmembers: int, *, p: float = 0.5, lam=None, gamma=None, delta: float = 15.0,
           budget: float = 1.0, map_form: str = "simplex", loss: str = "l21", key=None, init: str = "vca",
           init_endmembers=None, init_abundances=None, init_floor: float = 1e-2, max_iters: int = 1000,
-          tol: float = 1e-6, adjoint: str = "none", fcls_iters: int = 200,
+          tol: float = 1e-6, adjoint: str | Adjoint = "none", fcls_iters: int = 200,
           clip_negative: bool = False) -> UnmixingResult:
     """Robust representation + learning-based sparsity unmixing (RRLbS, reconstructed).
 

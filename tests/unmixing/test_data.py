@@ -10,7 +10,8 @@ import scipy.io as sio
 
 from jsparse.unmixing import datasets, metrics, synthetic
 
-REAL_ROOT = Path(os.environ.get("JSPARSE_HSI_ROOT", Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "hyperspectral"))
+_DEFAULT_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "hyperspectral"
+REAL_ROOT = Path(os.environ.get("JSPARSE_HSI_ROOT", _DEFAULT_ROOT))
 
 
 def _write_jasper(root, L=7, H=3, W=4, R=4):
@@ -114,8 +115,10 @@ def test_metrics_matching_and_errors():
     assert ev.mean_sad < 1e-6 and ev.mean_rmse < 1e-12 and ev.duplicates == 0
     assert np.isclose(ev.reconstruction, 1.0)  # endmembers scaled by 2
     # Known angle: rotate one column by 0.1 rad within a plane.
-    E = np.zeros((3, 2)); E[0, 0] = 1; E[1, 1] = 1
-    F = E.copy(); F[:, 1] = [np.sin(0.1), np.cos(0.1), 0]
+    E = np.zeros((3, 2))
+    E[0, 0] = E[1, 1] = 1
+    F = E.copy()
+    F[:, 1] = [np.sin(0.1), np.cos(0.1), 0]
     assert np.isclose(metrics.evaluate(F, np.eye(2), E, np.eye(2)).sad[1], 0.1, atol=1e-6)
     with pytest.raises(ValueError, match="true_endmembers"):
         metrics.evaluate(T, TA, T[:-1], TA)
