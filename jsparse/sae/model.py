@@ -23,6 +23,7 @@ threshold and the input scale are other `nnx.Variable` kinds, so `nnx.split(mode
 from __future__ import annotations
 
 import functools
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,15 @@ from flax import nnx
 from jsparse.core import validation as val
 from jsparse.core.order import kth_largest
 
-__all__ = ["SAE", "AdaptiveBias", "Buffer", "ACTIVATIONS", "jumprelu", "step_fn", "topk_mask", "kth_largest"]
+__all__ = ["SAE", "AdaptiveBias", "Buffer", "ACTIVATIONS", "jumprelu", "step_fn", "topk_mask", "kth_largest", "present"]
+
+T = TypeVar("T")
+
+
+def present(var: T | None, what: str) -> T:
+    """`var` where the architecture guarantees it exists (an optional variable or setting)."""
+    assert var is not None, f"this SAE has no {what}"
+    return var
 
 ACTIVATIONS = ("adaptive", "relu", "jumprelu", "topk", "batchtopk")
 
@@ -151,7 +160,7 @@ class SAE(nnx.Module):
     # -- pieces ---------------------------------------------------------------------------
     def decoder_weight(self) -> jax.Array:
         """Effective decoder rows (M, d): a_m * w_dec_m (what x_hat is built from)."""
-        w = self.w_enc[...] if self.tied else self.w_dec[...]
+        w = self.w_enc[...] if self.tied else present(self.w_dec, "w_dec")[...]
         return w if self.scale is None else self.scale[...][:, None] * w
 
     def projections(self, x: jax.Array) -> jax.Array:
@@ -161,11 +170,11 @@ class SAE(nnx.Module):
             xc = xc - self.b_pre[...][None, :]
         return xc @ self.w_enc[...].T
 
-    def pre_activations(self, x: jax.Array, *, u: jax.Array | None = None) -> jax.Array:
+    def pre_activations(self, x: jax.Array | None = None, *, u: jax.Array | None = None) -> jax.Array:
         """The quantity whose sign says "fires": y = u + b (adaptive) or z = u + b_enc.
-        Pass precomputed projections `u` to skip the matmul."""
-        u = self.projections(x) if u is None else u
-        b = jax.lax.stop_gradient(self.bias[...]) if self.bias is not None else self.b_enc[...]
+        Pass precomputed projections `u` instead of `x` to skip the matmul."""
+        u = self.projections(present(x, "input x (or projections u)")) if u is None else u
+        b = jax.lax.stop_gradient(self.bias[...]) if self.bias is not None else present(self.b_enc, "b_enc")[...]
         return u + b[None, :]
 
     def encode(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -175,21 +184,21 @@ class SAE(nnx.Module):
     def activate(self, u: jax.Array, *, train: bool = False) -> jax.Array:
         """Codes from projections u (B, M)."""
         a = self.activation
-        z = self.pre_activations(None, u=u)
+        z = self.pre_activations(u=u)
         if a == "adaptive":
             return u * (z > 0).astype(u.dtype) if self.gate == "jump" else jax.nn.relu(z)
         if a == "relu":
             return jax.nn.relu(z)
         if a == "jumprelu":
-            return jumprelu(z, jnp.exp(self.log_threshold[...])[None, :], self.bandwidth)
+            return jumprelu(z, jnp.exp(present(self.log_threshold, "log_threshold")[...])[None, :], self.bandwidth)
         if a == "topk":
-            return jnp.where(topk_mask(z, self.k), jax.nn.relu(z), 0)
+            return jnp.where(topk_mask(z, present(self.k, "k")), jax.nn.relu(z), 0)
         # batchtopk
         r = jax.nn.relu(z)
         if train:
-            kth = kth_largest(r, self.k * z.shape[0])
+            kth = kth_largest(r, present(self.k, "k") * z.shape[0])
             return jnp.where((r >= kth) & (r > 0), r, 0)
-        return jnp.where(r > self.threshold[...], r, 0)
+        return jnp.where(r > present(self.threshold, "threshold")[...], r, 0)
 
     def decode(self, codes: jax.Array) -> jax.Array:
         out = codes @ self.decoder_weight()
@@ -202,6 +211,6 @@ class SAE(nnx.Module):
 
     def normalize_rows(self) -> None:
         """Project decoder rows (the tied rows when tied) back to unit norm."""
-        target = self.w_enc if self.tied else self.w_dec
+        target = self.w_enc if self.tied else present(self.w_dec, "w_dec")
         w = target[...]
         target[...] = w / jnp.maximum(jnp.linalg.norm(w, axis=1, keepdims=True), 1e-12)

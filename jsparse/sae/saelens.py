@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .model import SAE
+from .model import SAE, present
 
 __all__ = ["export_saelens", "load_saelens", "read_saelens", "saelens_forward"]
 
@@ -42,18 +42,19 @@ def _to_saelens(model: SAE) -> tuple[str, dict[str, np.ndarray], dict]:
     W = dict(W_enc=c * w_enc.T, W_dec=dec / c, b_dec=b_pre / c)
     extra: dict = {}
     a = model.activation
+    b_enc = np.asarray(model.b_enc[...], np.float64) if model.b_enc is not None else np.zeros(M)  # adaptive: none
     if a == "relu":
-        arch, W["b_enc"] = "standard", np.asarray(model.b_enc[...], np.float64)
+        arch, W["b_enc"] = "standard", b_enc
     elif a == "topk":
-        arch, W["b_enc"], extra["k"] = "topk", np.asarray(model.b_enc[...], np.float64), int(model.k)
+        arch, W["b_enc"], extra["k"] = "topk", b_enc, int(present(model.k, "k"))
     elif a == "jumprelu":
-        arch, W["b_enc"] = "jumprelu", np.asarray(model.b_enc[...], np.float64)
-        W["threshold"] = np.exp(np.asarray(model.log_threshold[...], np.float64))
+        arch, W["b_enc"] = "jumprelu", b_enc
+        W["threshold"] = np.exp(np.asarray(present(model.log_threshold, "log_threshold")[...], np.float64))
     elif a == "batchtopk":
-        arch, W["b_enc"] = "jumprelu", np.asarray(model.b_enc[...], np.float64)
-        W["threshold"] = np.full((M,), float(np.asarray(model.threshold[...])))
+        arch, W["b_enc"] = "jumprelu", b_enc
+        W["threshold"] = np.full((M,), float(np.asarray(present(model.threshold, "threshold")[...])))
     else:  # adaptive
-        b = np.asarray(model.bias[...], np.float64)
+        b = np.asarray(present(model.bias, "bias")[...], np.float64)
         if model.gate == "relu":
             arch, W["b_enc"] = "standard", b
         else:
@@ -150,9 +151,10 @@ def load_saelens(folder, *, dtype=jnp.float32) -> SAE:
     d, m = int(cfg["d_in"]), int(cfg["d_sae"])
     model = SAE(d, m, activation=act, k=cfg.get("k"), tied=False, output_scale=False, rngs=nnx.Rngs(0), dtype=dtype)
     model.w_enc[...] = jnp.asarray(W["W_enc"].T, dtype)
-    model.w_dec[...] = jnp.asarray(W["W_dec"], dtype)
-    model.b_pre[...] = jnp.asarray(W["b_dec"], dtype)
-    model.b_enc[...] = jnp.asarray(W["b_enc"], dtype)
+    present(model.w_dec, "w_dec")[...] = jnp.asarray(W["W_dec"], dtype)
+    present(model.b_pre, "b_pre")[...] = jnp.asarray(W["b_dec"], dtype)
+    present(model.b_enc, "b_enc")[...] = jnp.asarray(W["b_enc"], dtype)
     if act == "jumprelu":
-        model.log_threshold[...] = jnp.asarray(np.log(np.maximum(W["threshold"].astype(np.float64), 1e-30)), dtype)
+        theta = np.maximum(W["threshold"].astype(np.float64), 1e-30)
+        present(model.log_threshold, "log_threshold")[...] = jnp.asarray(np.log(theta), dtype)
     return model

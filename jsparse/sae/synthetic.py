@@ -146,7 +146,7 @@ class SyntheticStream:
     def frequencies(self, num_batches: int = 20, offset: int = 10**9) -> np.ndarray:
         """Empirical activation frequency of each feature (n,), from batches far from training's."""
         counts = sum(np.asarray((self.batch_with_codes(offset + j)[1] > 0).sum(0)) for j in range(num_batches))
-        return counts / (num_batches * self.batch_size)
+        return np.asarray(counts / (num_batches * self.batch_size))
 
 
 def make_stream(
