@@ -51,15 +51,16 @@ def bench_training(name, shape, batch, steps, repeats, **kw):
     out = {}
     for variant in ("masked", "unmasked"):
         model = models.build(name, shape, 10, **kw)
-        tr = train.Trainer(model, steps_per_round=1000, batch_size=batch, eval_batch_size=batch)
+        # baseline: the same chain without the mask wrapper
+        plain = None if variant == "masked" else optax.chain(
+            optax.clip_by_global_norm(1.0), optax.add_decayed_weights(5e-4),
+            optax.sgd(optax.cosine_decay_schedule(0.1, 1000), momentum=0.9, nesterov=True))
+        tr = train.Trainer(model, steps_per_round=1000, batch_size=batch, eval_batch_size=batch, optimizer=plain)
         params, bs = tr.init_params, tr.init_batch_stats
         if variant == "masked":
             masks = pruning.magnitude(0.5).prune(params, pruning.init_masks(params))
             state = tr.init_state(pruning.apply_masks(params, masks), bs, masks)
-        else:  # baseline: the same chain without the mask wrapper
-            tr.tx = optax.chain(optax.clip_by_global_norm(1.0), optax.add_decayed_weights(5e-4),
-                                optax.sgd(optax.cosine_decay_schedule(0.1, 1000), momentum=0.9, nesterov=True))
-            tr.train_epoch = jax.jit(tr._train_epoch)
+        else:
             state = train.TrainState(params, bs, tr.tx.init(params))
         t = time_call(tr.train_epoch, (state, x, y, jax.random.PRNGKey(0)), repeats=repeats)
         n = batch * steps
@@ -99,8 +100,8 @@ def old_sap_global(rule, params, masks):
     mleaves = jax.tree_util.tree_leaves(masks)
     sel = [i for i, (path, p) in enumerate(flat) if rule.filter(path, p)]
     w, m = [flat[i][1] for i in sel], [mleaves[i] for i in sel]
-    sp, sq, d = rules._group_sums(rule, w, m, None)
-    index, r, c = rules._sap_counts(rule, sp, sq, d)
+    sp, sq, d = rules.group_sums(rule, w, m, None)
+    index, r, c = rules.sap_counts(rule, sp, sq, d)
     a = [jnp.where(y, jnp.abs(x), jnp.inf) for x, y in zip(w, m)]
     thr = jnp.where(c >= d, jnp.inf, _old_kth(a, c))
     return [y & (jnp.abs(x) >= thr) for x, y in zip(w, m)], index, c
@@ -119,7 +120,7 @@ def bench_prune(repeats):
     # same run, same inputs: previous implementation first, then the fused one
     old = jax.jit(functools.partial(old_sap_global, sap))
     out["SAP global, previous (per-leaf passes)"] = _row(time_call(old, (params, masks), repeats=repeats))
-    new = jax.jit(functools.partial(rules._prune_impl, sap))
+    new = jax.jit(functools.partial(rules.prune_step, sap))
     out["SAP global, fused (this version)"] = _row(time_call(new, (params, masks), repeats=repeats))
     out["SAP global, fused, via rule.prune (incl. host validation)"] = _row(
         time_host(lambda: sap.prune(params, masks), repeats=repeats))
@@ -131,7 +132,7 @@ def bench_prune(repeats):
     out["pruned_count"] = int(got_new.count)
     for label, rule in [("SAP layer", pruning.SAP(scope="layer")), ("SAP neuron", pruning.SAP(scope="neuron")),
                         ("LT magnitude 0.2, global", pruning.magnitude(0.2))]:
-        step = jax.jit(functools.partial(rules._prune_impl, rule))
+        step = jax.jit(functools.partial(rules.prune_step, rule))
         out[label] = _row(time_call(step, (params, masks), repeats=repeats))
 
     def sort_threshold(params, masks):  # baseline: the c-th smallest by a full sort

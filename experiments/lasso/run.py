@@ -7,8 +7,6 @@ There is no paper number for this demo; the oracle least squares on the true sup
 """
 from __future__ import annotations
 
-from experiments import _env  # noqa: F401
-
 import argparse
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import _env  # noqa: F401
 from jsparse import lasso
 from jsparse.core import metrics, montecarlo, records
 

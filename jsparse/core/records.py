@@ -91,7 +91,7 @@ def to_builtin(obj: Any) -> Any:
     return obj
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
     """Write `data` to `path` atomically (temp file in the same folder + `os.replace`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

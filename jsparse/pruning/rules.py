@@ -40,7 +40,7 @@ from jsparse.pruning.pq_index import (
 from jsparse.pruning.select import kth_smallest, kth_smallest_rows
 
 __all__ = ["SAP", "Magnitude", "magnitude", "PruneInfo", "init_masks", "apply_masks", "remaining", "kth_smallest",
-           "kth_smallest_rows"]
+           "kth_smallest_rows", "prune_step", "sap_counts", "group_sums"]
 
 SCOPES = ("global", "layer", "neuron")
 
@@ -116,7 +116,9 @@ class _Rule:
         raise NotImplementedError
 
 
-def _prune_impl(rule: _Rule, params: Any, masks: Any) -> PruneInfo:
+def prune_step(rule: _Rule, params: Any, masks: Any) -> PruneInfo:
+    """One pruning round of `rule` on (params, masks), untraced: `rule.prune` is this under `jax.jit`
+    (call it directly to jit it your own way, e.g. with buffer donation)."""
     flat = jax.tree_util.tree_leaves_with_path(params)
     mleaves, mdef = jax.tree_util.tree_flatten(masks)
     sel = [i for i, (path, p) in enumerate(flat) if rule.filter(path, p)]
@@ -157,10 +159,10 @@ def _prune_impl(rule: _Rule, params: Any, masks: Any) -> PruneInfo:
     return PruneInfo(jax.tree_util.tree_unflatten(mdef, new), *cols)
 
 
-_prune_jit = jax.jit(_prune_impl, static_argnums=0)
+_prune_jit = jax.jit(prune_step, static_argnums=0)
 
 
-def _sap_counts(rule, sp, sq, d):
+def sap_counts(rule, sp, sq, d):
     """(index, r, c) of SAP from the PQ sums (see SAP): r rounded up, c rounded down."""
     index = index_from_sums(sp, sq, d, rule.p, rule.q)
     bound = d * (1.0 + rule.eta_r) ** (-rule.q / (rule.q - rule.p)) * (1.0 - index) ** (
@@ -208,13 +210,13 @@ def _sap_global_f32(rule, w_list, m_list):
         return tuple(_pq_sums_f32(rule, w_list, m_list, inv)[1:3])
 
     sp, sq = jax.lax.cond(bad & (d > 0), rescaled, lambda: (sp, sq))
-    index, r, c = _sap_counts(rule, sp, sq, d.astype(jnp.float32))
+    index, r, c = sap_counts(rule, sp, sq, d.astype(jnp.float32))
     a_list = [jnp.where(y, jnp.abs(x), jnp.inf) for x, y in zip(w_list, m_list)]  # fused into each pass
     thr = jnp.where(c >= d, jnp.inf, kth_smallest(a_list, c))  # c >= d: prune all (only when beta = 1)
     return [y & (jnp.abs(x) >= thr) for x, y in zip(w_list, m_list)], index, d, r, c
 
 
-def _group_sums(rule, w_list, m_list, axis) -> tuple[jax.Array, jax.Array, jax.Array]:
+def group_sums(rule, w_list, m_list, axis) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(sum a^p, sum a^q, d) pooled over a group (axis=1: per row); the group has at least one leaf."""
     if axis is None:
         scale = max_scale(jnp.stack([jnp.max(masked_abs(x, y), initial=0) for x, y in zip(w_list, m_list)]))
@@ -253,8 +255,8 @@ class SAP(_Rule):
 
     def _count(self, w_list, m_list, axis):
         w_list = [x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(float) for x in w_list]
-        sp, sq, d = _group_sums(self, w_list, m_list, axis)
-        index, r, c = _sap_counts(self, sp, sq, d)
+        sp, sq, d = group_sums(self, w_list, m_list, axis)
+        index, r, c = sap_counts(self, sp, sq, d)
         return index, d.astype(jnp.int32), r, c
 
     def _threshold(self, a_list, c, d, axis):

@@ -73,13 +73,16 @@ class Trainer:
     """
 
     def __init__(self, model: nnx.Module, *, steps_per_round: int, batch_size: int = 250,
-                 eval_batch_size: int = 250, augment: bool = False, mesh=None, **opt_kwargs):
+                 eval_batch_size: int = 250, augment: bool = False, mesh=None,
+                 optimizer: optax.GradientTransformation | None = None, **opt_kwargs):
         """Args: mesh — optional `jax.sharding.Mesh` with a "data" axis: every training batch is
         split over it and the state replicated (XLA all-reduces the gradients and batch-norm
-        statistics, so a step equals the single-device step on the same global batch)."""
+        statistics, so a step equals the single-device step on the same global batch).
+        optimizer — an optax transformation used as is (default: `make_optimizer(steps_per_round,
+        **opt_kwargs)`, the masked SGD of the paper)."""
         self.graphdef, params, batch_stats, self.rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
         self.init_params, self.init_batch_stats = params, batch_stats
-        self.tx = make_optimizer(steps_per_round, **opt_kwargs)
+        self.tx = make_optimizer(steps_per_round, **opt_kwargs) if optimizer is None else optimizer
         self.batch_size, self.eval_batch_size, self.augment = batch_size, eval_batch_size, augment
         self.mesh = None
         if mesh is not None:

@@ -39,7 +39,7 @@ def save_npy(path: Path, arr: np.ndarray) -> int:
     np.save(buf, arr, allow_pickle=False)
     data = buf.getbuffer()  # a view: the shard is held once in memory, not copied again
     try:
-        records.atomic_write_bytes(path, data)  # type: ignore[arg-type]  (any bytes-like object)
+        records.atomic_write_bytes(path, data)
         return zlib.crc32(data)
     finally:
         data.release()
