@@ -37,7 +37,8 @@ def trial(key, snr_db, method):
         iters = jnp.asarray(0)
     else:
         lam = sigma * jnp.sqrt(2.0 * jnp.log(N))  # universal threshold (unit-norm columns)
-        res = lasso.fista(A, y, lam, max_iters=2000, tol=1e-7) if method == "fista" else lasso.ista(A, y, lam, max_iters=2000, tol=1e-7)
+        solve = lasso.fista if method == "fista" else lasso.ista
+        res = solve(A, y, lam, max_iters=2000, tol=1e-7)
         x_hat, iters = res.x, res.iterations
     return {"nmse": metrics.nmse(x_hat, x), "support": metrics.support_jaccard(x_hat, x, 1e-2), "iterations": iters}
 
@@ -76,7 +77,9 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **_options) -
     fig.savefig(out_dir / "lasso_nmse_support.png", dpi=120)
     plt.close(fig)
 
-    lines = ["| SNR (dB) | " + " | ".join(f"{m} NMSE" for m in methods) + " | FISTA support | FISTA iters | ISTA iters |", "|---" * (len(methods) + 4) + "|"]
+    columns = [f"{m} NMSE" for m in methods] + ["FISTA support", "FISTA iters", "ISTA iters"]
+    header = "| SNR (dB) | " + " | ".join(columns) + " |"
+    lines = [header, "|---" * (len(methods) + 4) + "|"]
     for i, snr in enumerate(SNRS):
         lines.append(
             f"| {snr:.0f} | " + " | ".join(f"{nmse[i, j]:.2e}" for j in range(len(methods)))
@@ -85,7 +88,8 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **_options) -
     summary = (
         f"Median NMSE and mean support recovery over {num_trials} trials (no paper reference: the oracle "
         "least squares on the true support is the bound). Compile "
-        f"{sum(res.meta['compile_seconds'].values()):.1f} s, run {res.meta['run_seconds']:.1f} s.\n\n" + "\n".join(lines) + "\n"
+        f"{sum(res.meta['compile_seconds'].values()):.1f} s, run {res.meta['run_seconds']:.1f} s.\n\n"
+        + "\n".join(lines) + "\n"
     )
     (out_dir / "summary.md").write_text(summary)
     records.write_json(
