@@ -17,14 +17,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["BertConfig", "Bert", "forward", "layer_activations", "load_bert", "load_tokenizer", "encode_texts", "require_lm"]
+__all__ = ["BertConfig", "Bert", "forward", "layer_activations", "load_bert", "load_tokenizer", "encode_texts",
+           "require_lm"]
 
 
 def require_lm():
@@ -90,7 +91,8 @@ class _LayerNorm(nnx.Module):
         mu = jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x - mu), axis=-1, keepdims=True)
         shape = (1,) * (x.ndim - 1) + (-1,)
-        return (x - mu) * jax.lax.rsqrt(var + self.eps) * self.weight[...].reshape(shape) + self.bias[...].reshape(shape)
+        scale, shift = self.weight[...].reshape(shape), self.bias[...].reshape(shape)
+        return (x - mu) * jax.lax.rsqrt(var + self.eps) * scale + shift
 
 
 class _Layer(nnx.Module):
@@ -217,7 +219,7 @@ def load_bert(folder, *, dtype=jnp.float32) -> Bert:
             if name.startswith("pooler."):
                 continue
             raise ValueError(f"{f}: missing tensor {name!r}")
-        obj = model
+        obj: Any = model  # walked down to the nnx.Param that holds the tensor
         for p in path:
             obj = obj[p] if isinstance(p, int) else getattr(obj, p)
         if tuple(obj.shape) != tuple(w[name].shape):
