@@ -139,7 +139,7 @@ def kron_dense_posterior(y: jax.Array, factors: Sequence[jax.Array], v: jax.Arra
     """
     m = y.shape[0]
     cov = _kron_cov(factors, v)
-    cov = 0.5 * (cov + jnp.conj(cov).T) + sigma2 * jnp.eye(m, dtype=cov.dtype)
+    cov = 0.5 * (cov + jnp.conj(cov).T) + jnp.asarray(sigma2).astype(cov.dtype) * jnp.eye(m, dtype=cov.dtype)
     chol = jnp.linalg.cholesky(cov)
     inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(m, dtype=cov.dtype))
     inv = 0.5 * (inv + jnp.conj(inv).T)

@@ -49,7 +49,7 @@ def dense_posterior(y: jax.Array, H: jax.Array, gamma: jax.Array, sigma2):
     rdt = C.real_dtype(H.dtype)
     jitter = jnp.finfo(rdt).eps * jnp.sum(jnp.real(jnp.diagonal(cov)))
     sigma2 = jnp.maximum(sigma2, jitter)
-    cov = 0.5 * (cov + jnp.conj(cov).T) + sigma2 * jnp.eye(H.shape[0], dtype=H.dtype)
+    cov = 0.5 * (cov + jnp.conj(cov).T) + sigma2.astype(H.dtype) * jnp.eye(H.shape[0], dtype=H.dtype)
     chol = jnp.linalg.cholesky(cov)
     w = solve_triangular(chol, H, lower=True)
     v = solve_triangular(chol, y, lower=True)
@@ -57,7 +57,7 @@ def dense_posterior(y: jax.Array, H: jax.Array, gamma: jax.Array, sigma2):
     col = jnp.sum(jnp.abs(w) ** 2, axis=0)
     diag_sigma = jnp.maximum(gamma - gamma**2 * col, 0)
     # y − Hμ = σ² Σ_y^{-1} y = σ² L^{-H} v
-    r = sigma2 * solve_triangular(chol, v, lower=True, trans="C")
+    r = sigma2.astype(v.dtype) * solve_triangular(chol, v, lower=True, trans="C")
     return mu, diag_sigma, jnp.sum(jnp.abs(r) ** 2), jnp.sum(gamma * col)
 
 

@@ -74,6 +74,7 @@ class KroEngine:
     `prune_abs`, `tol`, `inner_tol`, `inner_max`, `max_iters`, `adjoint`, and implements
     `relative_prune(n_factors)` and `initial_gammas(dims, dtype)`.
     """
+
     # The settings every subclass declares as fields (plain annotations here: this mixin has none).
     method: str
     noise_var: Any

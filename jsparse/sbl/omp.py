@@ -89,7 +89,7 @@ class OMP(struct.PyTreeNode):
     def step(self, state: OmpState, y: jax.Array, H: jax.Array) -> OmpState:
         """Add the most correlated column and refit least squares (pure; jit / vmap / lax.scan-able)."""
         corr = jnp.abs(jnp.matmul(jnp.conj(H).T, state.resid, precision=C.HIGHEST)) / state.colnorm
-        slots = jnp.arange(self.max_atoms)
+        slots = jnp.arange(self.max_atoms, dtype=jnp.int32)
         taken = jnp.zeros(H.shape[1], bool).at[state.idx].max(slots < state.count)
         j = jnp.argmax(jnp.where(taken, -1.0, corr))
         idx = state.idx.at[state.count].set(j.astype(jnp.int32))
@@ -103,7 +103,8 @@ class OMP(struct.PyTreeNode):
     def result(self, state: OmpState, y: jax.Array, H: jax.Array, info: runner.RunInfo | None = None) -> OMPResult:
         """OMPResult with support the (N,) mask of the selected columns."""
         info = runner.info_from_state(state) if info is None else info
-        support = jnp.zeros(H.shape[1], bool).at[state.idx].max(jnp.arange(self.max_atoms) < state.count)
+        selected = jnp.arange(self.max_atoms, dtype=jnp.int32) < state.count
+        support = jnp.zeros(H.shape[1], bool).at[state.idx].max(selected)
         return OMPResult(state.x, support, _residual_power(state.resid, y), info.iterations, info.converged)
 
 
@@ -157,7 +158,7 @@ class KronOMP(struct.PyTreeNode):
     def init(self, y: jax.Array, factors: Sequence[jax.Array]) -> KronOmpState:
         """Empty index sets; the residual is y."""
         tiny = C.tiny(C.real_dtype(y.dtype))
-        normalised = tuple(h / jnp.maximum(jnp.linalg.norm(h, axis=0), tiny)[None, :] for h in factors)
+        normalised = tuple(h / jnp.maximum(jnp.linalg.norm(h, axis=0), tiny).astype(h.dtype)[None, :] for h in factors)
         n = int(np.prod([h.shape[1] for h in factors]))
         masks = tuple(jnp.zeros((h.shape[1],), bool) for h in factors)
         return KronOmpState(masks, jnp.zeros((n,), y.dtype), y, normalised, jnp.asarray(0, jnp.int32),

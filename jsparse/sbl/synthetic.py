@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jsparse.core.kron import kron_matvec
-from jsparse.sbl._common import full_gamma
+from jsparse.sbl._common import HIGHEST, full_gamma
 
 
 def np_prod(values) -> int:
@@ -48,7 +48,8 @@ def _normal(key, shape, dtype, complex_):
         kr, ki = jax.random.split(key)
         re = jax.random.normal(kr, shape, dtype)
         im = jax.random.normal(ki, shape, dtype)
-        return jax.lax.complex(re, im) / jnp.sqrt(jnp.asarray(2.0, dtype))
+        z = jax.lax.complex(re, im)
+        return z / jnp.sqrt(jnp.asarray(2.0, dtype)).astype(z.dtype)
     return jax.random.normal(key, shape, dtype)
 
 
@@ -133,7 +134,7 @@ def dense_problem(key: jax.Array, m: int, n: int, k: int, snr_db: float = 25.0, 
     H = jax.random.normal(k1, (m, n), dtype)
     idx = jax.random.permutation(k2, n)[:k]
     x = jnp.zeros((n,), dtype).at[idx].set(jax.random.normal(k3, (k,), dtype))
-    y_clean = jnp.matmul(H, x, precision=jax.lax.Precision.HIGHEST)
+    y_clean = jnp.matmul(H, x, precision=HIGHEST)
     noise_var = jnp.mean(y_clean**2) / 10.0 ** (snr_db / 10.0)
     y = y_clean + jnp.sqrt(noise_var) * jax.random.normal(k4, (m,), dtype)
     return y, H, x, noise_var.astype(dtype)

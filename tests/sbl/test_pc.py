@@ -24,8 +24,8 @@ def block_problem(key, dtype, dims=DIMS, rows=ROWS, snr_db=25.0):
     def draw(k, shape):
         if cplx:
             kr, ki = jax.random.split(k)
-            z = jax.random.normal(kr, shape, rdt) + 1j * jax.random.normal(ki, shape, rdt)
-            return (z / np.sqrt(2)).astype(dtype)
+            z = jax.lax.complex(jax.random.normal(kr, shape, rdt), jax.random.normal(ki, shape, rdt))
+            return (z / float(np.sqrt(2))).astype(dtype)
         return jax.random.normal(k, shape, rdt)
 
     factors = tuple(draw(keys[i], (m, n)) for i, (m, n) in enumerate(zip(rows, dims)))
