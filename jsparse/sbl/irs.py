@@ -139,7 +139,8 @@ def steering(num: int, grid: int, dtype=jnp.complex64) -> jax.Array:
     f = 2.0 * jnp.arange(grid, dtype=rdt) / grid - 1.0
     k = jnp.arange(num, dtype=rdt)
     phase = jnp.pi * k[:, None] * f[None, :]
-    return (jax.lax.complex(jnp.cos(phase), jnp.sin(phase)) / jnp.sqrt(jnp.asarray(num, rdt))).astype(dtype)
+    z = jax.lax.complex(jnp.cos(phase), jnp.sin(phase))
+    return (z / jnp.sqrt(jnp.asarray(num, rdt)).astype(z.dtype)).astype(dtype)
 
 
 def cascaded_dictionary(irs_elements: int, grid: int, dtype=jnp.complex64) -> jax.Array:
@@ -150,7 +151,8 @@ def cascaded_dictionary(irs_elements: int, grid: int, dtype=jnp.complex64) -> ja
 
 def _cn(key, shape, rdt):
     re, im = jax.random.normal(key, (2, *shape), rdt)
-    return jax.lax.complex(re, im) / jnp.sqrt(jnp.asarray(2.0, rdt))
+    z = jax.lax.complex(re, im)
+    return z / jnp.sqrt(jnp.asarray(2.0, rdt)).astype(z.dtype)
 
 
 def _qpsk(key, shape, rdt):
@@ -181,7 +183,8 @@ def draw_training(key: jax.Array, setup: IRSSetup = IRSSetup(), dtype=jnp.comple
     _check_dtype(dtype)
     rdt = real_dtype(dtype)
     k_p, k_c = jax.random.split(key)
-    pilots = _qpsk(k_p, (setup.ms_antennas, setup.pilots), rdt) / jnp.sqrt(jnp.asarray(setup.ms_antennas, rdt))
+    symbols = _qpsk(k_p, (setup.ms_antennas, setup.pilots), rdt)
+    pilots = symbols / jnp.sqrt(jnp.asarray(setup.ms_antennas, rdt)).astype(symbols.dtype)
     signs = jax.random.bernoulli(k_c, 0.5, (setup.redraws, setup.configs, setup.irs_elements))
     candidates = jnp.where(signs, 1.0, -1.0).astype(rdt) / jnp.sqrt(jnp.asarray(setup.irs_elements, rdt))
     return Training(pilots.astype(dtype), candidates)
@@ -224,7 +227,8 @@ def _check_training(training: Training, setup: IRSSetup) -> Training:
 
 def ms_coherence(phi_ms: jax.Array) -> jax.Array:
     """Largest |cosine| between two distinct columns of Φ_MS (K_P, G); 1 means an unidentifiable pair."""
-    q = phi_ms / jnp.maximum(jnp.linalg.norm(phi_ms, axis=0, keepdims=True), jnp.finfo(real_dtype(phi_ms.dtype)).tiny)
+    norms = jnp.maximum(jnp.linalg.norm(phi_ms, axis=0, keepdims=True), jnp.finfo(real_dtype(phi_ms.dtype)).tiny)
+    q = phi_ms / norms.astype(phi_ms.dtype)
     c = jnp.abs(jnp.matmul(jnp.conj(q).T, q, precision=HIGHEST))
     return jnp.max(jnp.where(jnp.eye(c.shape[0], dtype=bool), 0, c))
 
@@ -264,8 +268,8 @@ def simulate(
     bs_idx = bs_start + jnp.arange(l)
     c1 = jnp.sqrt(jnp.asarray(nm * ni / l, rdt))
     c2 = jnp.sqrt(jnp.asarray(nb * ni / l, rdt))
-    h1 = c1 * _outer_conj((a_i[:, irs_idx] * alpha[None, :]).sum(axis=1), a_m[:, ms])
-    h2 = c2 * _outer_conj((a_b[:, bs_idx] * beta[None, :]).sum(axis=1), a_i[:, irs_dep])
+    h1 = c1.astype(dtype) * _outer_conj((a_i[:, irs_idx] * alpha[None, :]).sum(axis=1), a_m[:, ms])
+    h2 = c2.astype(dtype) * _outer_conj((a_b[:, bs_idx] * beta[None, :]).sum(axis=1), a_i[:, irs_dep])
 
     # Degenerate-configuration redraw: first candidate per slot with a non-negligible channel.
     norms = jnp.sqrt(jnp.sum(jnp.abs(_effective(h2, candidates, h1)) ** 2, axis=(-2, -1)))  # (R, K_I)
@@ -284,7 +288,7 @@ def simulate(
     phi_ms = jnp.matmul(pilots.T, jnp.conj(a_m), precision=HIGHEST)
     x = jnp.zeros((g, g, g), dtype)
     casc = jnp.mod(irs_dep - irs_idx, g)
-    x = x.at[casc[:, None], ms, bs_idx[None, :]].set((c1 * c2) * alpha[:, None] * beta[None, :])
+    x = x.at[casc[:, None], ms, bs_idx[None, :]].set((c1 * c2).astype(alpha.dtype) * alpha[:, None] * beta[None, :])
     return IRSProblem(
         y.astype(dtype), (phi_irs, phi_ms, a_b), x.reshape(-1), channels, jnp.conj(a_m),
         noise_var, thetas, pilots, valid,

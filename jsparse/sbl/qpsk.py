@@ -25,7 +25,7 @@ def _ser_one(est: jax.Array, true: jax.Array, snr_lin: jax.Array) -> jax.Array:
     rdt = s.dtype
     ok = (h_hat > 0) & (jnp.abs(h) > 0)
     # z = y / ĥ = (h/ĥ) s + n/ĥ; rotate by e^{jπ/4} so the correct decision region is a quadrant.
-    c = jnp.where(ok, h / jnp.where(ok, h_hat, 1), 0) * jnp.exp(1j * jnp.pi / 4).astype(h.dtype)
+    c = jnp.where(ok, h / jnp.where(ok, h_hat, 1).astype(h.dtype), 0) * jnp.exp(1j * jnp.pi / 4).astype(h.dtype)
     sigma_r = jnp.sqrt(jnp.abs(h) ** 2 / snr_lin / 2) / jnp.where(ok, h_hat, 1)
     sigma_r = jnp.where(ok, sigma_r, 1)
     p_ok = ndtr(jnp.real(c) / sigma_r) * ndtr(jnp.imag(c) / sigma_r)
