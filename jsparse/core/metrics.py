@@ -14,6 +14,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
+
+from jsparse.core.linalg import HIGHEST
 
 __all__ = [
     "nmse",
@@ -67,7 +70,7 @@ def support_jaccard(estimate: jax.Array, truth: jax.Array, rel_threshold: float 
     return jnp.where(union > 0, inter / jnp.maximum(union, 1), 1.0)
 
 
-def sad_matrix(estimate: jax.Array, truth: jax.Array) -> jax.Array:
+def sad_matrix(estimate: ArrayLike, truth: ArrayLike) -> jax.Array:
     """Spectral angles (radians) between all columns: out[i, j] = angle(estimate[:, i], truth[:, j]).
 
     Args:
@@ -75,13 +78,14 @@ def sad_matrix(estimate: jax.Array, truth: jax.Array) -> jax.Array:
     Returns:
       (R1, R2) array of angles in [0, pi].
     """
-    num = jnp.matmul(estimate.T, truth, precision=jax.lax.Precision.HIGHEST)
+    estimate, truth = jnp.asarray(estimate), jnp.asarray(truth)
+    num = jnp.matmul(estimate.T, truth, precision=HIGHEST)
     den = jnp.linalg.norm(estimate, axis=0)[:, None] * jnp.linalg.norm(truth, axis=0)[None, :]
     cos = jnp.clip(num / jnp.maximum(den, _TINY), -1.0, 1.0)
     return jnp.arccos(cos)
 
 
-def sad(estimate: jax.Array, truth: jax.Array) -> jax.Array:
+def sad(estimate: ArrayLike, truth: ArrayLike) -> jax.Array:
     """Spectral angle (radians) between matched columns: (bands, R) x (bands, R) -> (R,)."""
     return jnp.diagonal(sad_matrix(estimate, truth))
 

@@ -71,6 +71,13 @@ def _scalar(d, key, default=None):
     return float(np.asarray(d[key]).ravel()[0])
 
 
+def _size(d, key, fname) -> int:
+    value = _scalar(d, key)
+    if value is None:
+        raise ValueError(f"{fname}: has no {key!r} entry (the image's number of rows / columns)")
+    return int(value)
+
+
 def _names(g, R):
     if "cood" not in g:
         return tuple(f"endmember {k + 1}" for k in range(R))
@@ -118,7 +125,7 @@ def load_dataset(name: str, root=None, *, num_endmembers: int | None = None) -> 
         Y = np.asarray(img["Y"], np.float64)
         scale = _scalar(img, "maxValue", 5000.0 if name == "jasper" else 1000.0)
         Y = Y / scale
-    shape = (int(_scalar(img, "nRow")), int(_scalar(img, "nCol")))
+    shape = (_size(img, "nRow", image_file), _size(img, "nCol", image_file))
     M = np.asarray(gt["M"], np.float64)
     A = np.asarray(gt["A"], np.float64)
     L, N = Y.shape

@@ -36,7 +36,8 @@ def plot_abundance_maps(path, maps: dict, shape, names=None, title=""):
         for k in range(R):
             ax = axes[i, k]
             ax.imshow(m[k], vmin=0, vmax=1, cmap="viridis")
-            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_xticks([])
+            ax.set_yticks([])
             if k == 0:
                 ax.set_ylabel(label, fontsize=8)
             if i == 0:
@@ -59,7 +60,8 @@ def plot_guidance(path, guidance, true_abundances, shape, title=""):
     axes[1].set_title("ground-truth purity max_k A_kn", fontsize=8)
     fig.colorbar(im, ax=axes[1], fraction=0.046)
     for ax in axes:
-        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(Path(path), dpi=110)
