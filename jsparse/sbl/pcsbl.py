@@ -52,12 +52,13 @@ class PCSBL(struct.PyTreeNode):
     """PC-SBL as a solver object; data are (y (M,), H): a dense (M, N) H or a tuple of Kronecker factors.
 
     Attributes:
-      beta: neighbour coupling η in [0, 1) (a pytree leaf). noise_var: known σ² (leaf) or None.
+      beta: neighbour coupling η in [0, 1) (static, as the reference's constant). noise_var: known σ²
+        (a pytree leaf) or None.
       a, b: Gamma hyperprior (static). prune: precisions above prune · min α become 1e10.
       tol, max_iters: stop on the relative change of μ (static). adjoint: "none" only.
     """
 
-    beta: Any = 0.9
+    beta: float = struct.field(pytree_node=False, default=0.9)
     noise_var: Any = None
     a: float = struct.field(pytree_node=False, default=0.5)
     b: float = struct.field(pytree_node=False, default=1e-4)
@@ -145,7 +146,7 @@ def pc_sbl(
     V.check_positive(b, "b")
     V.check_positive(prune, "prune")
     rdt = C.real_dtype(y.dtype)
-    solver = PCSBL(jnp.asarray(beta, rdt), None if noise_var is None else jnp.asarray(noise_var, rdt), float(a),
+    solver = PCSBL(float(beta), None if noise_var is None else jnp.asarray(noise_var, rdt), float(a),
                    float(b), float(prune), C.check_tol(tol), V.check_int(max_iters, "max_iters", minimum=1))
     return C.run_solver(solver, (y, dictionary), None, trace_fn)
 

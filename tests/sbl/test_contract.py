@@ -194,12 +194,12 @@ class TestSBLFactorsSolver(SolverSuite):
 
 class TestPCSBLDenseSolver(SolverSuite):
     case = _case("PCSBL-dense",
-                 lambda n: S.PCSBL(beta=jnp.asarray(0.9), noise_var=jnp.asarray(_NV), max_iters=n, tol=0.0),
+                 lambda n: S.PCSBL(beta=0.9, noise_var=jnp.asarray(_NV), max_iters=n, tol=0.0),
                  lambda n, y, h: S.pc_sbl(y, h, noise_var=_NV, max_iters=n, tol=0.0), _dense_inputs)
 
 
 class TestPCSBLFactorsSolver(SolverSuite):
-    case = _case("PCSBL-factors", lambda n: S.PCSBL(beta=jnp.asarray(0.9), max_iters=n, tol=0.0),
+    case = _case("PCSBL-factors", lambda n: S.PCSBL(beta=0.9, max_iters=n, tol=0.0),
                  lambda n, y, f: S.pc_sbl(y, f, max_iters=n, tol=0.0))
 
 
