@@ -21,6 +21,7 @@ from experiments import _env  # noqa: F401  (XLA flag before jax import)
 # isort: split
 
 import argparse
+import functools
 from pathlib import Path
 
 import jax
@@ -31,7 +32,6 @@ from experiments.krosbl import trials as T
 from jsparse.core import montecarlo, records
 from jsparse.core.metrics import nmse
 from jsparse.sbl import krosbl
-from jsparse.sbl._common import full_gamma
 
 CONV_M = (14, 12, 15)
 
@@ -42,18 +42,27 @@ def factor_energy(x: jax.Array, dims) -> list:
     return [jnp.sum(t, axis=tuple(a for a in range(len(dims)) if a != i)) for i in range(len(dims))]
 
 
+def kron_vectors(vectors: list) -> jax.Array:
+    """Kronecker product of 1-D vectors, flattened (last factor fastest)."""
+    return functools.reduce(lambda a, b: jnp.outer(a, b).reshape(-1), vectors)
+
+
 def trial(key, *, prune=1e-3, iters=150):
     p = T.problem(key, n=T.N_PAPER, m=CONV_M, k=4, snr_db=30.0, values="kron")
-    kw = dict(method="svd", noise_var=p.noise_var, max_iters=iters, tol=0.0)
-    free = krosbl(p.y, p.factors, prune=0.0, **kw)
-    pruned = krosbl(p.y, p.factors, prune=prune, **kw)
+
+    def svd_krosbl(prune_rel: float):
+        return krosbl(p.y, p.factors, method="svd", noise_var=p.noise_var, max_iters=iters, tol=0.0, prune=prune_rel)
+
+    free = svd_krosbl(0.0)
+    pruned = svd_krosbl(prune)
     energies = factor_energy(p.x, T.N_PAPER)
     ratios = [jnp.where(s, e / jnp.max(e), jnp.inf) for e, s in zip(energies, p.supports)]
     lost = sum(jnp.sum(s & (g == 0)) for s, g in zip(p.supports, pruned.gammas))
-    kept = full_gamma([(g > 0).astype(p.x.dtype) for g in pruned.gammas]) > 0
+    kept = kron_vectors([(g > 0).astype(p.x.dtype) for g in pruned.gammas]) > 0
     lost_energy = jnp.sum(jnp.where(kept, 0.0, jnp.abs(p.x) ** 2)) / jnp.sum(jnp.abs(p.x) ** 2)
+    min_ratio = jnp.min(jnp.stack([jnp.min(r) for r in ratios]))
     return {"nmse_free": nmse(free.x, p.x), "nmse_pruned": nmse(pruned.x, p.x),
-            "min_ratio": jnp.min(jnp.stack([jnp.min(r) for r in ratios])), "lost": lost, "lost_energy": lost_energy}
+            "min_ratio": min_ratio, "lost": lost, "lost_energy": lost_energy}
 
 
 def run(out_dir: Path, *, trials: int = 40, prune: float = 1e-3, resume: bool = True) -> dict:
@@ -78,7 +87,8 @@ def run(out_dir: Path, *, trials: int = 40, prune: float = 1e-3, resume: bool = 
     lost = a["lost"] > 0
     if lost.sum() >= 3:
         excess = np.maximum(a["nmse_pruned"][lost] - a["nmse_free"][lost], 1e-30)
-        summary["corr_log_excess_vs_log_lost_energy"] = float(np.corrcoef(np.log(excess), np.log(a["lost_energy"][lost]))[0, 1])
+        corr = np.corrcoef(np.log(excess), np.log(a["lost_energy"][lost]))[0, 1]
+        summary["corr_log_excess_vs_log_lost_energy"] = float(corr)
     out = {"summary": summary, "per_trial": {k: v.tolist() for k, v in a.items()}, "environment": records.environment(),
            "run_seconds": res.meta.get("run_seconds")}
     records.write_json(out_dir / "prune_study.json", records.to_builtin(out))

@@ -25,11 +25,12 @@ def time_vs_k(ks, *, trials, methods, cache=None):
                 continue
             fn = jax.jit(jax.vmap(lambda y, f, nv, meth=meth: krosbl(y, f, method=meth, noise_var=nv).x))
             t = time_call(fn, (probs.y, probs.factors, probs.noise_var), repeats=1)
-            done[tag] = {"s_per_trial": t.median_s / trials, "cpu_s_per_trial": t.cpu_median_s / trials, "compile_s": t.compile_s}
+            done[tag] = {"s_per_trial": t.median_s / trials, "cpu_s_per_trial": t.cpu_median_s / trials,
+                         "compile_s": t.compile_s}
             if cache is not None:
                 records.write_json(cache, done)
-    return {m: {key: [done[f"{m}_K{k}_{trials}"][key] for k in ks] for key in ("s_per_trial", "cpu_s_per_trial", "compile_s")}
-            for m in methods}
+    fields = ("s_per_trial", "cpu_s_per_trial", "compile_s")
+    return {m: {key: [done[f"{m}_K{k}_{trials}"][key] for k in ks] for key in fields} for m in methods}
 
 
 def _fmt(v):
@@ -43,7 +44,8 @@ def _plot_sweeps(out_dir, results, snrs, m1s, ks):
     import matplotlib.pyplot as plt
 
     ratio = [m1 * 12 * 15 / 3375 for m1 in m1s]
-    panels = [("fig3a", snrs, "SNR (dB)"), ("fig3b", ratio, "under-sampling ratio M/N"), ("fig3c", ks, "sparsity K (per factor)"),
+    panels = [("fig3a", snrs, "SNR (dB)"), ("fig3b", ratio, "under-sampling ratio M/N"),
+              ("fig3c", ks, "sparsity K (per factor)"),
               ("fig5", ratio, "under-sampling ratio M/N (unknown noise variance)")]
     for name, xs, xlabel in panels:
         if name not in results or len(xs) < 2:
@@ -52,8 +54,12 @@ def _plot_sweeps(out_dir, results, snrs, m1s, ks):
         for meth, arr in results[name].items():
             a1.semilogy(xs, np.mean(arr["nmse"], axis=-1), "o-", label=T.LABELS[meth])
             a2.plot(xs, np.mean(arr["srr"], axis=-1), "o-", label=T.LABELS[meth])
-        a1.set_xlabel(xlabel), a1.set_ylabel("NMSE (mean over trials)"), a1.grid(True, which="both", alpha=0.3)
-        a2.set_xlabel(xlabel), a2.set_ylabel("support recovery rate"), a2.grid(True, alpha=0.3)
+        a1.set_xlabel(xlabel)
+        a1.set_ylabel("NMSE (mean over trials)")
+        a1.grid(True, which="both", alpha=0.3)
+        a2.set_xlabel(xlabel)
+        a2.set_ylabel("support recovery rate")
+        a2.grid(True, alpha=0.3)
         a1.legend()
         fig.tight_layout()
         fig.savefig(out_dir / f"{name}.png", dpi=120)
@@ -65,8 +71,11 @@ def _plot_sweeps(out_dir, results, snrs, m1s, ks):
         for ax, (setting, curves) in zip(axes, results[name].items()):
             for meth, tr in curves.items():
                 ax.loglog(np.arange(1, len(tr) + 1), tr, label=T.LABELS[meth])
-            ax.set_title(f"{name}: {setting}"), ax.set_xlabel("EM iteration"), ax.grid(True, which="both", alpha=0.3)
-        axes[0].set_ylabel("NMSE"), axes[0].legend()
+            ax.set_title(f"{name}: {setting}")
+            ax.set_xlabel("EM iteration")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0].set_ylabel("NMSE")
+        axes[0].legend()
         fig.tight_layout()
         fig.savefig(out_dir / f"{name}.png", dpi=120)
         plt.close(fig)
@@ -74,7 +83,10 @@ def _plot_sweeps(out_dir, results, snrs, m1s, ks):
     fig, ax = plt.subplots(figsize=(5, 4))
     for meth, ts in tk.items():
         ax.semilogy(ks, ts["s_per_trial"], "o-", label=T.LABELS[meth])
-    ax.set_xlabel("sparsity K (per factor)"), ax.set_ylabel("seconds per trial"), ax.legend(), ax.grid(True, which="both", alpha=0.3)
+    ax.set_xlabel("sparsity K (per factor)")
+    ax.set_ylabel("seconds per trial")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_dir / "time_vs_k.png", dpi=120)
     plt.close(fig)
@@ -89,9 +101,12 @@ def _last(tr):
 def write(out_dir: Path, results, ref2, ref4, ref_time, snrs, m1s, ks) -> str:
     _plot_sweeps(out_dir, results, snrs, m1s, ks)
     s = results["settings"]
-    lines = [f"# KroSBL reproduction ({'quick' if s['quick'] else 'full'}: {s['trials']} trials, cSBL {s['csbl_trials']} trials, float64)", ""]
-    lines += ["## Default point (M_1 = 8, K = 3, 25 dB, unknown σ²; Fig. 5 sweep) vs the reference code's result files", "",
-              "| method | median NMSE | mean NMSE | mean SRR | s / trial (vmapped sweep) | ref. median | ref. mean | ref. SRR | ref. MATLAB s |",
+    mode = "quick" if s["quick"] else "full"
+    lines = [f"# KroSBL reproduction ({mode}: {s['trials']} trials, cSBL {s['csbl_trials']} trials, float64)", ""]
+    lines += ["## Default point (M_1 = 8, K = 3, 25 dB, unknown σ²; Fig. 5 sweep) vs the reference code's result files",
+              "",
+              "| method | median NMSE | mean NMSE | mean SRR | s / trial (vmapped sweep) "
+              "| ref. median | ref. mean | ref. SRR | ref. MATLAB s |",
               "|---|---|---|---|---|---|---|---|---|"]
     for m1 in (8, 10):
         if m1 not in m1s or "fig5" not in results:
@@ -100,41 +115,55 @@ def write(out_dir: Path, results, ref2, ref4, ref_time, snrs, m1s, ks) -> str:
         lines.append(f"| **M_1 = {m1}** | | | | | | | | |")
         rows = dict(results["fig5"])
         if m1 == 8 and "csbl" in results.get("default_csbl", {}):
-            rows["csbl"] = {k: (v if k == "_meta" else v[None, ...][[0] * len(m1s)]) for k, v in results["default_csbl"]["csbl"].items()}
+            csbl = results["default_csbl"]["csbl"]
+            rows["csbl"] = {k: (v if k == "_meta" else v[None, ...][[0] * len(m1s)]) for k, v in csbl.items()}
             rows["csbl"]["_meta"] = dict(rows["csbl"]["_meta"], trials=rows["csbl"]["_meta"]["trials"] / len(m1s))
         for meth, arr in rows.items():
             e, r = arr["nmse"][j], arr["srr"][j]
             meta = arr["_meta"]
             per = meta["wall_s"] / (meta["trials"] * len(m1s))
             ref = ref_time[m1].get(meth, (None,) * 4)
-            lines.append(f"| {T.LABELS[meth]} | {_fmt(float(np.median(e)))} | {_fmt(float(np.mean(e)))} | {np.mean(r):.3f} | {per:.3f} | "
+            lines.append(f"| {T.LABELS[meth]} | {_fmt(float(np.median(e)))} | {_fmt(float(np.mean(e)))} "
+                         f"| {np.mean(r):.3f} | {per:.3f} | "
                          f"{_fmt(ref[1])} | {_fmt(ref[0])} | {ref[2]} | {ref[3]} |")
-    for name, label in (("fig2", "Fig. 2 (known σ², K = 4, 30 dB)"), ("fig4", "Fig. 4 (i.i.d. values, K = 4, 30 dB, no pruning)")):
+    convergence = (("fig2", "Fig. 2 (known σ², K = 4, 30 dB)"),
+                   ("fig4", "Fig. 4 (i.i.d. values, K = 4, 30 dB, no pruning)"))
+    conv_methods = ["am", "svd", "ksbl", "csbl"]
+    for name, label in convergence:
         if name not in results:
             continue
         ref = ref2 if name == "fig2" else ref4
         lines += ["", f"## {label}: final NMSE (problem {results['convergence_problem']})", "",
-                  "| setting | " + " | ".join(T.LABELS[m] for m in ["am", "svd", "ksbl", "csbl"]) + " |", "|---|---|---|---|---|"]
+                  "| setting | " + " | ".join(T.LABELS[m] for m in conv_methods) + " |", "|---|---|---|---|---|"]
         for setting, curves in results[name].items():
-            ours = " | ".join(f"{_fmt(_last(curves[m]) if m in curves else None)} (ref {_fmt(ref.get(setting, {}).get(m))})" for m in ["am", "svd", "ksbl", "csbl"])
+            ref_setting = ref.get(setting, {})
+            ours = " | ".join(f"{_fmt(_last(curves[m]) if m in curves else None)} (ref {_fmt(ref_setting.get(m))})"
+                              for m in conv_methods)
             lines.append(f"| {setting} | {ours} |")
     for name, xs, xl in (("fig3a", snrs, "SNR dB"), ("fig3b", m1s, "M_1"), ("fig3c", ks, "K"), ("fig5", m1s, "M_1")):
         if name not in results:
             continue
-        lines += ["", f"## {name}: median NMSE / mean SRR vs {xl} (paper: curves only; expect SVD ≈ AM ≪ KSBL, cSBL; KOMP worst)", "",
+        lines += ["",
+                  f"## {name}: median NMSE / mean SRR vs {xl} "
+                  "(paper: curves only; expect SVD ≈ AM ≪ KSBL, cSBL; KOMP worst)",
+                  "",
                   "| method | " + " | ".join(str(x) for x in xs) + " |", "|---|" + "---|" * len(xs)]
         for meth, arr in results[name].items():
-            cells = " | ".join(f"{_fmt(float(np.median(arr['nmse'][i])))} / {np.mean(arr['srr'][i]):.2f}" for i in range(len(xs)))
+            cells = " | ".join(f"{_fmt(float(np.median(arr['nmse'][i])))} / {np.mean(arr['srr'][i]):.2f}"
+                               for i in range(len(xs)))
             lines.append(f"| {T.LABELS[meth]} | {cells} |")
     lines += ["", "## Run time per trial vs K (known σ², M_1 = 8, 25 dB; compile excluded)", "",
               "| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     for meth, ts in results.get("time_vs_k", {}).items():
-        lines.append(f"| {T.LABELS[meth]} | " + " | ".join(f"{t * 1e3:.1f} ms (CPU {c * 1e3:.1f})" for t, c in
-                                                           zip(ts["s_per_trial"], ts["cpu_s_per_trial"])) + " |")
-    sweep_t = {f"{name}/{m}": round(arr["_meta"]["wall_s"], 1) for name in ("fig3a", "fig3b", "fig3c", "fig5", "default_csbl")
+        cells = " | ".join(f"{t * 1e3:.1f} ms (CPU {c * 1e3:.1f})"
+                           for t, c in zip(ts["s_per_trial"], ts["cpu_s_per_trial"]))
+        lines.append(f"| {T.LABELS[meth]} | {cells} |")
+    sweeps = ("fig3a", "fig3b", "fig3c", "fig5", "default_csbl")
+    sweep_t = {f"{name}/{m}": round(arr["_meta"]["wall_s"], 1) for name in sweeps
                for m, arr in results.get(name, {}).items()}
     lines += ["", f"Sweep wall times (s, compile included): {sweep_t}"]
-    lines += ["", f"Total wall time: {results['total_seconds']:.0f} s. Plots: fig2.png, fig3a-c.png, fig4.png, fig5.png, time_vs_k.png."]
+    lines += ["", f"Total wall time: {results['total_seconds']:.0f} s. "
+                  "Plots: fig2.png, fig3a-c.png, fig4.png, fig5.png, time_vs_k.png."]
     summary = "\n".join(lines) + "\n"
     (out_dir / "summary.md").write_text(summary)
     records.write_json(out_dir / "results.json", records.to_builtin(results))

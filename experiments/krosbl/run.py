@@ -39,12 +39,15 @@ SNRS = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
 M1S = [6, 8, 10, 12, 14]
 KS = [2, 3, 4, 5, 6]
 # Paper reference numbers (notes §7.2, from the reference repository's plot labels / result files).
-REF_FIG2 = {"none": {"am": 4.7e-5, "svd": 4.4e-5, "ksbl": 1.2e-3, "csbl": 5.5e-4}, "prune": {"svd": 3.5e-5, "csbl": 5.2e-4}}
+REF_FIG2 = {"none": {"am": 4.7e-5, "svd": 4.4e-5, "ksbl": 1.2e-3, "csbl": 5.5e-4},
+            "prune": {"svd": 3.5e-5, "csbl": 5.2e-4}}
 REF_FIG4 = {"known": {"am": 3.7e-5, "svd": 3.9e-5, "ksbl": 3.6e-4, "csbl": 5.4e-4},
             "unknown": {"am": 3.8e-5, "svd": 3.9e-5, "ksbl": 3.7e-4, "csbl": 1.6e-3}}
 # Unknown σ², K = 3, 25 dB (100 trials each): mean NMSE, median NMSE, SRR, MATLAB seconds.
-REF_TIME = {8: {"csbl": (9.3e-3, 2.7e-3, 0.65, 14.9), "am": (2.1e-2, 2.7e-3, 0.69, 8.4), "svd": (3.4e-4, 1.7e-4, 0.90, 2.0), "ksbl": (2.3e-1, 6.3e-3, 0.53, 12.6)},
-            10: {"csbl": (1.2e-2, 1.3e-3, 0.71, 17.2), "am": (1.7e-2, 4.0e-4, 0.75, 7.9), "svd": (1.2e-2, 1.2e-4, 0.88, 1.7), "ksbl": (1.8e-2, 4.6e-4, 0.74, 13.0)}}
+REF_TIME = {8: {"csbl": (9.3e-3, 2.7e-3, 0.65, 14.9), "am": (2.1e-2, 2.7e-3, 0.69, 8.4),
+                "svd": (3.4e-4, 1.7e-4, 0.90, 2.0), "ksbl": (2.3e-1, 6.3e-3, 0.53, 12.6)},
+            10: {"csbl": (1.2e-2, 1.3e-3, 0.71, 17.2), "am": (1.7e-2, 4.0e-4, 0.75, 7.9),
+                 "svd": (1.2e-2, 1.2e-4, 0.88, 1.7), "ksbl": (1.8e-2, 4.6e-4, 0.74, 13.0)}}
 
 
 STAGES = ("fig5", "fig3a", "fig2", "default_csbl", "fig3b", "fig3c", "fig4", "time_vs_k")
@@ -135,7 +138,8 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, csbl_trials: 
     if quick:
         conv = dict(n=(10, 10, 10), m=(9, 8, 10))
         iters2 = {"svd": 200, "am": 300, "ksbl": 300, "csbl": 200}
-        iters4, inner_tol = None, 1e-6
+        iters4: dict[str, int] | None = None  # fig4 runs only in full mode
+        inner_tol = 1e-6
     else:
         conv = dict(n=T.N_PAPER, m=(14, 12, 15))
         iters2 = {"svd": 500, "am": 2000, "ksbl": 2000}
@@ -150,22 +154,24 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, csbl_trials: 
 
     with jax.enable_x64(True):
         if "fig5" in selected:  # holds the default point: learned σ², halved pruning (library defaults)
-            results["fig5"] = _method_sweeps(out_dir, "fig5", {"m": [(m1, 12, 15) for m1 in m1s], "known_noise": [False]},
-                                             kron, trials, 0, resume)
+            fig5_grid = {"m": [(m1, 12, 15) for m1 in m1s], "known_noise": [False]}
+            results["fig5"] = _method_sweeps(out_dir, "fig5", fig5_grid, kron, trials, 0, resume)
             save()
         if "fig3a" in selected:  # known σ², K = 3, M_1 = 8
-            results["fig3a"] = _method_sweeps(out_dir, "fig3a", {"snr_db": SNRS}, kron + ["komp"], trials, 0, resume)
+            results["fig3a"] = _method_sweeps(out_dir, "fig3a", {"snr_db": SNRS}, kron + ["komp"], trials, 0,
+                                              resume)
             save()
         if "fig2" in selected:  # one realisation, M_1 = 14, K = 4, 30 dB, known σ² (cSBL capped in --full)
             fig2 = {"none": {}, "prune": {}}
             # cSBL at M = 2520 would cost ~20-25 s per EM iteration on the shared 2-core machine (paper: 500
             # iterations), so --full leaves it out; quick mode runs it on the reduced problem.
             with_csbl = ["csbl"] if quick else []
+            fig2_problem = dict(k=4, snr_db=30.0, values="kron", known_noise=True)
             for meth in ["svd", "am", "ksbl"] + with_csbl:
-                fig2["none"][meth] = curve(f"fig2_none_{meth}", method=meth, k=4, snr_db=30.0, values="kron", known_noise=True,
+                fig2["none"][meth] = curve(f"fig2_none_{meth}", method=meth, **fig2_problem,
                                            iters=iters2[meth], prune=0.0, inner_tol=inner_tol)
             for meth in ["svd"] + with_csbl:
-                fig2["prune"][meth] = curve(f"fig2_prune_{meth}", method=meth, k=4, snr_db=30.0, values="kron", known_noise=True,
+                fig2["prune"][meth] = curve(f"fig2_prune_{meth}", method=meth, **fig2_problem,
                                             iters=min(150, iters2[meth]), prune=5e-4 if meth == "csbl" else 1e-3)
             results["fig2"] = fig2
             save()
@@ -174,22 +180,26 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, csbl_trials: 
                                                      ["csbl"], 0, csbl_trials, resume)
             save()
         if "fig3b" in selected:
-            results["fig3b"] = _method_sweeps(out_dir, "fig3b", {"m": [(m1, 12, 15) for m1 in M1S]}, kron + ["komp"], trials, 0, resume)
+            fig3b_grid = {"m": [(m1, 12, 15) for m1 in M1S]}
+            results["fig3b"] = _method_sweeps(out_dir, "fig3b", fig3b_grid, kron + ["komp"], trials, 0, resume)
             save()
         if "fig3c" in selected:
             results["fig3c"] = _method_sweeps(out_dir, "fig3c", {"k": KS}, kron + ["komp"], trials, 0, resume)
             save()
         if "fig4" in selected:
+            assert iters4 is not None  # quick mode removed fig4 from the selected stages above
             fig4 = {"known": {}, "unknown": {}}
             for setting in fig4:
                 for meth in ["svd", "am", "ksbl"]:  # cSBL omitted at full size (500 dense iterations)
                     fig4[setting][meth] = curve(f"fig4_{setting}_{meth}", method=meth, k=4, snr_db=30.0, values="iid",
-                                                known_noise=setting == "known", iters=iters4[meth], prune=0.0, inner_tol=inner_tol)
+                                                known_noise=setting == "known", iters=iters4[meth], prune=0.0,
+                                                inner_tol=inner_tol)
             results["fig4"] = fig4
             save()
         if "time_vs_k" in selected:
-            results["time_vs_k"] = report.time_vs_k(ks, trials=10 if quick else 50, methods=["svd"] if quick else kron,
-                                                    cache=(out_dir / "checkpoints" / "time_vs_k.json") if resume else None)
+            time_cache = (out_dir / "checkpoints" / "time_vs_k.json") if resume else None
+            results["time_vs_k"] = report.time_vs_k(ks, trials=10 if quick else 50,
+                                                    methods=["svd"] if quick else kron, cache=time_cache)
     return save()
 
 
