@@ -68,7 +68,7 @@ def _eigh_jvp(primals, tangents):
     ok = jnp.abs(gap) > thresh
     f = jnp.where(ok, 1.0 / jnp.where(ok, gap, 1.0), 0.0).astype(w.dtype)
     dw = jnp.real(jnp.diagonal(dav, axis1=-2, axis2=-1))
-    dv = jnp.matmul(v, f * dav, precision=HIGHEST)
+    dv = jnp.matmul(v, f.astype(dav.dtype) * dav, precision=HIGHEST)
     return (w, v), (dw.astype(w.dtype), dv)
 
 
