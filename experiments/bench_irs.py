@@ -54,38 +54,51 @@ def main(argv=None):
     rows = []
     for m in a.methods:
         t = time_call(jax.vmap(lambda p, m=m: estimate(m, p)[0]), (problems,), repeats=a.repeats)
+        per_run, per_run_cpu = t.median_s / batch, t.cpu_median_s / batch
         rows.append({"method": m, "compile_s": t.compile_s, "batch_s": t.median_s, "batch_cpu_s": t.cpu_median_s,
-                     "per_run_s": t.median_s / batch, "per_run_cpu_s": t.cpu_median_s / batch,
-                     "full_sweep_s": t.median_s / batch * FULL_RUNS, "full_sweep_cpu_s": t.cpu_median_s / batch * FULL_RUNS,
+                     "per_run_s": per_run, "per_run_cpu_s": per_run_cpu,
+                     "full_sweep_s": per_run * FULL_RUNS, "full_sweep_cpu_s": per_run_cpu * FULL_RUNS,
                      "times_s": list(t.times_s)})
-        print(f"{m}: compile {t.compile_s:.1f} s, {t.median_s / batch:.3f} s/run wall, {t.cpu_median_s / batch:.3f} s/run CPU", flush=True)
+        print(f"{m}: compile {t.compile_s:.1f} s, {per_run:.3f} s/run wall, {per_run_cpu:.3f} s/run CPU", flush=True)
 
     p0 = jax.tree_util.tree_map(lambda v: v[0], problems)
     h = kron_dense(p0.factors)
     pair = []
+
+    def structured(p):
+        return pc.csbl_kron(p.y, p.factors, noise_var=p.noise_var, max_iters=a.dense_iters, tol=0.0).x
+
+    def dense(p, h):
+        return sbl(p.y, h, noise_var=p.noise_var, prune=1e-4, max_iters=a.dense_iters, tol=0.0).x
+
     for name, fn, args in (
-        ("cSBL structured (pc.csbl_kron)", lambda p: pc.csbl_kron(p.y, p.factors, noise_var=p.noise_var, max_iters=a.dense_iters, tol=0.0).x, (p0,)),
-        ("cSBL dense (sbl.sbl, baseline)", lambda p, h: sbl(p.y, h, noise_var=p.noise_var, prune=1e-4, max_iters=a.dense_iters, tol=0.0).x, (p0, h)),
+        ("cSBL structured (pc.csbl_kron)", structured, (p0,)),
+        ("cSBL dense (sbl.sbl, baseline)", dense, (p0, h)),
     ):
         t = time_call(fn, args, repeats=a.repeats)
         pair.append({"variant": name, "iterations": a.dense_iters, "compile_s": t.compile_s, "run_s": t.median_s,
-                     "per_iteration_s": t.median_s / a.dense_iters, "per_iteration_cpu_s": t.cpu_median_s / a.dense_iters})
+                     "per_iteration_s": t.median_s / a.dense_iters,
+                     "per_iteration_cpu_s": t.cpu_median_s / a.dense_iters})
 
     total = sum(r["full_sweep_s"] for r in rows)
     total_cpu = sum(r["full_sweep_cpu_s"] for r in rows)
-    lines = ["| method | compile (s) | per run, wall (s) | per run, CPU (s) | full sweep 250 runs, wall (s) | full sweep, CPU (s) |",
+    lines = ["| method | compile (s) | per run, wall (s) | per run, CPU (s) | full sweep 250 runs, wall (s) "
+             "| full sweep, CPU (s) |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {LABELS[r['method']]} | {r['compile_s']:.1f} | {r['per_run_s']:.3f} | {r['per_run_cpu_s']:.3f} | "
               f"{r['full_sweep_s']:.0f} | {r['full_sweep_cpu_s']:.0f} |" for r in rows]
-    lines.append(f"| **all methods** | {sum(r['compile_s'] for r in rows):.0f} | | | **{total:.0f}** | **{total_cpu:.0f}** |")
+    compile_total = sum(r["compile_s"] for r in rows)
+    lines.append(f"| **all methods** | {compile_total:.0f} | | | **{total:.0f}** | **{total_cpu:.0f}** |")
     lines += ["", "| cSBL E-step | compile (s) | per EM iteration, wall (s) | CPU (s) |", "|---|---|---|---|"]
-    lines += [f"| {r['variant']} | {r['compile_s']:.1f} | {r['per_iteration_s']:.3f} | {r['per_iteration_cpu_s']:.3f} |" for r in pair]
+    lines += [f"| {r['variant']} | {r['compile_s']:.1f} | {r['per_iteration_s']:.3f} | {r['per_iteration_cpu_s']:.3f} |"
+              for r in pair]
     text = (f"IRS benchmark: complex128, batch of {batch} runs ({a.trials} realisations x {len(SNRS)} SNRs), "
             f"median of {a.repeats} repeats, compilation excluded.\n\n" + "\n".join(lines) + "\n")
     print(text)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     records.write_json(a.out, {"settings": vars(a) | {"out": str(a.out), "batch": batch}, "methods": rows,
-                               "csbl_pair": pair, "full_sweep_total_s": total, "full_sweep_total_cpu_s": total_cpu, "environment": records.environment()})
+                               "csbl_pair": pair, "full_sweep_total_s": total, "full_sweep_total_cpu_s": total_cpu,
+                               "environment": records.environment()})
     return text
 
 

@@ -86,7 +86,10 @@ def bench_kron(batch):
         one = jax.jit(lambda y, f, meth=meth: krosbl(y, f, method=meth).x)
         # 200 trials as lax.map over vmapped batches of 25: a single vmapped batch of 200 hit the
         # batched-eigh deadlock twice on the shared 2-core machine (docs/troubleshooting.md).
-        many = jax.jit(lambda Y, F, meth=meth: jax.lax.map(lambda a: krosbl(a[0], a[1], method=meth).x, (Y, F), batch_size=25))
+        def in_batches(Y, F, meth=meth):
+            return jax.lax.map(lambda a: krosbl(a[0], a[1], method=meth).x, (Y, F), batch_size=25)
+
+        many = jax.jit(in_batches)
         first = (p.y[0], tuple(f[0] for f in p.factors))
         t1 = time_call(one, first, repeats=5)
         tb = time_call(many, (p.y, p.factors), repeats=2)
@@ -132,8 +135,9 @@ p = kron_problem(jax.random.PRNGKey(0), n, m, 3, 25.0, dtype=jnp.float64)
 f = jax.jit(lambda y, fs: krosbl(y, fs).x)
 t = time_call(f, (p.y, p.factors), repeats=3)
 x = f(p.y, p.factors).block_until_ready()
-print(json.dumps({"n": n, "m": m, "N": int(x.shape[0]), "run_s": t.median_s, "cpu_s": t.cpu_median_s, "compile_s": t.compile_s,
-                  "nmse": float(nmse(x, p.x)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"n": n, "m": m, "N": int(x.shape[0]), "run_s": t.median_s, "cpu_s": t.cpu_median_s,
+                  "compile_s": t.compile_s, "nmse": float(nmse(x, p.x)), "peak_rss_mb": peak_rss_mb}))
 """
 
 
@@ -150,6 +154,19 @@ def bench_scale(sizes):
         else:
             out.append(json.loads(res.stdout.strip().splitlines()[-1]))
     return out
+
+
+def _csbl_line(c: dict | None) -> str:
+    """One sentence on the cSBL comparison ("" when it was not run or predates CPU times)."""
+    if c is None or "jax_cpu_s" not in c:
+        return ""
+    return (f"cSBL, {c['iters']} EM iterations at M = 1440, N = 3375: JAX {c['jax_s']:.2f} s "
+            f"(CPU {c['jax_cpu_s']:.2f} s, compile {c['jax_compile_s']:.1f} s), "
+            f"NumPy port {c['numpy_port_s']:.2f} s (CPU {c['numpy_port_cpu_s']:.2f} s), "
+            f"speed-up {c['speedup']:.1f}x (CPU time {c['speedup_cpu']:.1f}x), "
+            f"relative difference of x {c['rel_diff_x']:.1e}; "
+            f"structured E-step sbl(y, factors) {c['jax_kron_s']:.2f} s (CPU {c['jax_kron_cpu_s']:.2f} s), "
+            f"vs dense {c['rel_diff_kron_dense']:.1e}")
 
 
 def main(argv=None):
@@ -172,24 +189,26 @@ def main(argv=None):
         res["csbl"] = bench_csbl(a.csbl_iters)
     if "scale" in parts:
         res["scale"] = bench_scale([int(s) for s in a.sizes.split(",")])
-    res.update(loadavg_before=load0, loadavg_after=os.getloadavg(), parts_run=sorted(parts), environment=records.environment())
+    res.update(loadavg_before=load0, loadavg_after=os.getloadavg(), parts_run=sorted(parts),
+               environment=records.environment())
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     records.write_json(a.out, records.to_builtin(res))
-    lines = ["| method | 1 trial (s) | CPU (s) | compile (s) | batch of %d: s/trial | batch total (s) | batch CPU (s) | batch compile (s) |" % a.batch,
+    lines = [f"| method | 1 trial (s) | CPU (s) | compile (s) | batch of {a.batch}: s/trial | batch total (s) "
+             "| batch CPU (s) | batch compile (s) |",
              "|---|---|---|---|---|---|---|---|"]
     for meth, r in res.get("kron", {}).items():
-        lines.append(f"| {meth} | {r['single_s']:.3f} | {r['single_cpu_s']:.3f} | {r['single_compile_s']:.1f} | {r['batch_per_trial_s']:.4f} | "
+        lines.append(f"| {meth} | {r['single_s']:.3f} | {r['single_cpu_s']:.3f} | {r['single_compile_s']:.1f} "
+                     f"| {r['batch_per_trial_s']:.4f} | "
                      f"{r[f'batch{a.batch}_s']:.2f} | {r[f'batch{a.batch}_cpu_s']:.2f} | {r['batch_compile_s']:.1f} |")
-    c = res.get("csbl")
-    lines += ["", "" if c is None or "jax_cpu_s" not in c else f"cSBL, {c['iters']} EM iterations at M = 1440, N = 3375: JAX {c['jax_s']:.2f} s (CPU {c['jax_cpu_s']:.2f} s, compile {c['jax_compile_s']:.1f} s), "
-              f"NumPy port {c['numpy_port_s']:.2f} s (CPU {c['numpy_port_cpu_s']:.2f} s), speed-up {c['speedup']:.1f}x (CPU time {c['speedup_cpu']:.1f}x), relative difference of x {c['rel_diff_x']:.1e}; "
-              f"structured E-step sbl(y, factors) {c['jax_kron_s']:.2f} s (CPU {c['jax_kron_cpu_s']:.2f} s), vs dense {c['rel_diff_kron_dense']:.1e}", "",
-              "| N_i | N | M | SVD-KroSBL s/trial | CPU s/trial | compile (s) | peak RSS (MB) | NMSE |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", _csbl_line(res.get("csbl")), "",
+              "| N_i | N | M | SVD-KroSBL s/trial | CPU s/trial | compile (s) | peak RSS (MB) | NMSE |",
+              "|---|---|---|---|---|---|---|---|"]
     for s in res.get("scale", []):
         if "error" in s:
             lines.append(f"| {s['n'][0]} | error: {s['error'][-120:]} |")
         else:
-            lines.append(f"| {s['n'][0]} | {s['N']} | {int(np.prod(s['m']))} | {s['run_s']:.3f} | {s['cpu_s']:.3f} | {s['compile_s']:.1f} | {s['peak_rss_mb']:.0f} | {s['nmse']:.1e} |")
+            lines.append(f"| {s['n'][0]} | {s['N']} | {int(np.prod(s['m']))} | {s['run_s']:.3f} | {s['cpu_s']:.3f} "
+                         f"| {s['compile_s']:.1f} | {s['peak_rss_mb']:.0f} | {s['nmse']:.1e} |")
     lines.append(f"\nload average before/after: {load0} / {res['loadavg_after']}")
     print("\n".join(lines))
 

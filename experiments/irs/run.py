@@ -166,6 +166,11 @@ def _finished_realisations(method, num_trials, cfg, folder):
     return montecarlo.load_finished(folder, _dense_name(method, num_trials, cfg))
 
 
+def _x64_scope(x64: bool):
+    """Context for the run: x64 on when asked, else the process's current setting left as it is."""
+    return jax.enable_x64(True) if x64 else jax.enable_x64(bool(jax.config.read("jax_enable_x64")))
+
+
 def _db(v):
     return 10 * np.log10(np.maximum(v, 1e-300))
 
@@ -185,7 +190,8 @@ def _plots(out_dir: Path, table: dict):
             axes[0].semilogy(SNRS, REFERENCE[m]["nmse"], "x:", color=line.get_color(), alpha=0.6)
             ref_ser = np.where(np.asarray(REFERENCE[m]["ser"]) > 0, REFERENCE[m]["ser"], np.nan)
             axes[1].semilogy(SNRS, ref_ser, "x:", color=line.get_color(), alpha=0.6)
-    axes[0].set(xlabel="SNR (dB)", ylabel="NMSE (mean over realisations)", title="IRS channel NMSE (dotted x: reference)")
+    axes[0].set(xlabel="SNR (dB)", ylabel="NMSE (mean over realisations)",
+                title="IRS channel NMSE (dotted x: reference)")
     axes[1].set(xlabel="SNR (dB)", ylabel="QPSK SER", title="SER, rank-1 SVD beamforming")
     axes[0].legend(fontsize=7)
     for ax in axes:
@@ -212,7 +218,8 @@ def _tables(table: dict) -> list[str]:
     lines = [head.format(*["NMSE"] * 5) + " | " + " | ".join(f"SER {s:.0f}" for s in SNRS) + " |",
              "|---|---|" + "---|" * (2 * len(SNRS))]
     for m, row in table.items():
-        ours = " | ".join(f"{_db(v):.1f}" for v in row["nmse"]) + " | " + " | ".join(f"{v:.2g}" for v in row["ser"])
+        nmse_cells = " | ".join(f"{_db(v):.1f}" for v in row["nmse"])
+        ours = nmse_cells + " | " + " | ".join(f"{v:.2g}" for v in row["ser"])
         lines.append(f"| {LABELS[m]} | {row['trials']} | {ours} |")
         if m in REFERENCE:
             ref = REFERENCE[m]
@@ -220,11 +227,14 @@ def _tables(table: dict) -> list[str]:
                 "| _reference_ | 50 | " + " | ".join(f"_{_db(v):.1f}_" for v in ref["nmse"]) + " | "
                 + " | ".join(f"_{v:.2g}_" for v in ref["ser"]) + " |"
             )
-    lines += ["", "Median over realisations of the per-realisation NMSE (dB), and realisations above −10 dB at 16 dB:", "",
+    lines += ["",
+              "Median over realisations of the per-realisation NMSE (dB), and realisations above −10 dB at 16 dB:",
+              "",
               head.format(*["median"] * 5) + " | > −10 dB at 16 dB |", "|---|---|" + "---|" * (len(SNRS) + 1)]
     for m, row in table.items():
         bad = int(np.sum(row["per_trial_nmse"][3] > 0.1))
-        lines.append(f"| {LABELS[m]} | {row['trials']} | " + " | ".join(f"{_db(v):.1f}" for v in row["nmse_median"]) + f" | {bad} |")
+        medians = " | ".join(f"{_db(v):.1f}" for v in row["nmse_median"])
+        lines.append(f"| {LABELS[m]} | {row['trials']} | {medians} | {bad} |")
     return lines
 
 
@@ -236,7 +246,7 @@ def seed_study(out_dir: Path, seeds, *, methods=("pc0.8", "oracle"), trials: int
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype_name = "complex128" if x64 else "complex64"
     seeds = [int(v) for v in seeds]
-    with jax.enable_x64(True) if x64 else jax.enable_x64(jax.config.jax_enable_x64):
+    with _x64_scope(x64):
         res = montecarlo.sweep(
             trial, {"method": list(methods), "snr_db": SNRS, "dtype_name": [dtype_name], "training": ["fixed"],
                     "training_seed": seeds},
@@ -286,7 +296,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, trials: int |
     dtype_name = "complex128" if x64 else "complex64"
     cfg = (dtype_name, training, int(training_seed))
     folder = out_dir / "checkpoints" if resume else None
-    ctx = jax.enable_x64(True) if x64 else jax.enable_x64(jax.config.jax_enable_x64)
+    ctx = _x64_scope(x64)
     table, timing = {}, {}
     t0 = time.perf_counter()
     with ctx:
@@ -317,16 +327,19 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, trials: int |
     checks = []
     if t is not None:
         n16, n20 = _db(t["nmse"][3]), _db(t["nmse"][4])
-        checks.append(f"- PC-KroSBL β=0.8 NMSE at 16 dB: {n16:.1f} dB (target <= -19), at 20 dB: {n20:.1f} dB (target <= -23); "
+        checks.append(f"- PC-KroSBL β=0.8 NMSE at 16 dB: {n16:.1f} dB (target <= -19), "
+                      f"at 20 dB: {n20:.1f} dB (target <= -23); "
                       f"medians {_db(t['nmse_median'][3]):.1f} / {_db(t['nmse_median'][4]):.1f} dB")
-        checks.append(f"- PC-KroSBL β=0.8 SER at 16 / 20 dB: {t['ser'][3]:.2g} / {t['ser'][4]:.2g} (target 0); expected SER {t['ser_expected'][3]:.2g} / {t['ser_expected'][4]:.2g}")
+        checks.append(f"- PC-KroSBL β=0.8 SER at 16 / 20 dB: {t['ser'][3]:.2g} / {t['ser'][4]:.2g} (target 0); "
+                      f"expected SER {t['ser_expected'][3]:.2g} / {t['ser_expected'][4]:.2g}")
         for m in ("am", "svd", "pcsbl", "csbl"):
             if m in table:
                 n = table[m]["trials"]
-                wins = [s for j, s in enumerate(SNRS) if t["per_trial_nmse"][j, :n].mean() < table[m]["nmse"][j]]
-                med = [s for j, s in enumerate(SNRS) if np.median(t["per_trial_nmse"][j, :n]) < table[m]["nmse_median"][j]]
-                checks.append(f"- PC-KroSBL β=0.8 below {LABELS[m]} (same first {n} realisations): mean NMSE at SNRs {wins}, "
-                              f"median at SNRs {med}, of {SNRS}")
+                ours_n = t["per_trial_nmse"][:, :n]  # (SNR, first n realisations)
+                wins = [s for j, s in enumerate(SNRS) if ours_n[j].mean() < table[m]["nmse"][j]]
+                med = [s for j, s in enumerate(SNRS) if np.median(ours_n[j]) < table[m]["nmse_median"][j]]
+                checks.append(f"- PC-KroSBL β=0.8 below {LABELS[m]} (same first {n} realisations): "
+                              f"mean NMSE at SNRs {wins}, median at SNRs {med}, of {SNRS}")
     summary = (
         f"IRS-MIMO channel estimation, mean NMSE (dB of the mean linear NMSE) and mean QPSK SER over n "
         f"realisations ({dtype_name}; pilots/configurations: {training}"
@@ -351,7 +364,8 @@ if __name__ == "__main__":
     ap.add_argument("--full", action="store_true", help="50 realisations (the paper's size)")
     ap.add_argument("--out", type=Path, default=Path("results/irs"))
     ap.add_argument("--trials", type=int, default=None, help="realisations (default 2 quick, 50 full)")
-    ap.add_argument("--dense-trials", type=int, default=None, help="target realisations for PC-SBL and cSBL (default: 1 quick, all full)")
+    ap.add_argument("--dense-trials", type=int, default=None,
+                    help="target realisations for PC-SBL and cSBL (default: 1 quick, all full)")
     ap.add_argument("--dense", choices=("run", "load", "skip"), default=None,
                     help="PC-SBL/cSBL: compute missing realisations (resumable; default with --full), "
                          "report finished ones only, or skip (default without --full)")
@@ -359,7 +373,8 @@ if __name__ == "__main__":
                     help="pilots/IRS configurations drawn once per run from --training-seed (reference design), "
                          "the reference's own draw (MATLAB's start-up random stream), or per realisation")
     ap.add_argument("--training-seed", type=int, default=0)
-    ap.add_argument("--c64", dest="x64", action="store_false", help="complex64 instead of complex128 (loses ~7 dB, see docs/irs.md)")
+    ap.add_argument("--c64", dest="x64", action="store_false",
+                    help="complex64 instead of complex128 (loses ~7 dB, see docs/irs.md)")
     ap.add_argument("--methods", nargs="*", default=None, choices=METHODS + ["oracle"])
     ap.add_argument("--no-resume", dest="resume", action="store_false")
     ap.add_argument("--seed-study", type=int, nargs="*", default=None, metavar="SEED",
