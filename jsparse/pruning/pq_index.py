@@ -153,6 +153,8 @@ def pq_index(w: Any, *, p: float = 0.5, q: float = 1.0, mask: Any = None, filter
         raise ValueError("w: no leaves selected (empty pytree or filter rejects every leaf)")
     mleaves = dict(_selected(mask, None)) if mask is not None else {}
     items = [(_float(leaf), mleaves.get(path)) for path, leaf in leaves]
+    dtype = np.result_type(*(x.dtype for x, _ in items))  # pooled leaves of mixed precision: the widest
+    items = [(x.astype(dtype), m) for x, m in items]
     scale = max_scale(jnp.stack([jnp.max(masked_abs(x, m), initial=0) for x, m in items]))
     sums = [power_sums(x, m, p, q, None, scale) for x, m in items]
     sp, sq, d = (sum(s[i] for s in sums) for i in range(3))

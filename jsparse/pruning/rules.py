@@ -186,7 +186,8 @@ def _pq_sums_f32(rule, w_list, m_list, inv):
         part = jax.lax.reduce((a, safe_pow(s, rule.p), safe_pow(s, rule.q), y.reshape(a.shape).astype(jnp.int32)),
                               (z, z, z, jnp.int32(0)),
                               lambda u, v: (jnp.maximum(u[0], v[0]), u[1] + v[1], u[2] + v[2], u[3] + v[3]), (1,))
-        out = [jnp.maximum(out[0], jnp.max(part[0]))] + [o + jnp.sum(t) for o, t in zip(out[1:], part[1:])]
+        sums = [o + jnp.sum(t, dtype=o.dtype) for o, t in zip(out[1:], part[1:])]  # int32 count stays int32
+        out = [jnp.maximum(out[0], jnp.max(part[0]))] + sums
     return out
 
 

@@ -144,7 +144,8 @@ class Trainer:
         def body(carry, inp):
             xb, yb, vb = inp
             logits, _ = self._forward(params, batch_stats, xb, False)
-            correct = jnp.sum(jnp.where(vb, jnp.argmax(logits, -1) == yb, False), dtype=jnp.int32)
+            hits = jnp.argmax(logits, -1).astype(yb.dtype) == yb  # argmax is int64 under x64
+            correct = jnp.sum(jnp.where(vb, hits, False), dtype=jnp.int32)
             loss = jnp.sum(jnp.where(vb, _xent(logits, yb), 0.0), dtype=jnp.float32)
             return (carry[0] + correct, carry[1] + loss), None
 

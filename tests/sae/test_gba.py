@@ -70,8 +70,8 @@ def test_rule_matches_numpy_on_hand_built_window():
 
 def test_group_without_positive_peaks_leaves_dead_unchanged():
     cfg = gba.make_config(4, groups=2, htf=0.5, ltf=0.1, update_every=1)
-    stats = gba.accumulate(gba.init_stats(4), -jnp.ones((5, 4)))  # nothing fires anywhere
-    b = gba.update_bias(-0.5 * jnp.ones(4), stats, cfg)
+    stats = gba.accumulate(gba.init_stats(4), -jnp.ones((5, 4), jnp.float32))  # nothing fires anywhere
+    b = gba.update_bias(-0.5 * jnp.ones(4, jnp.float32), stats, cfg)
     np.testing.assert_array_equal(np.asarray(b), -0.5 * np.ones(4))
 
 

@@ -39,7 +39,7 @@ def test_row_normalisation_and_untied_copy():
 def test_topk_exactly_k_largest():
     m = _model("topk", k=3, tied=False)
     m.b_enc[...] = jnp.full((10,), 10.0)  # every pre-activation positive
-    x = jax.random.normal(jax.random.PRNGKey(2), (5, 6))
+    x = jax.random.normal(jax.random.PRNGKey(2), (5, 6), jnp.float32)  # the model's dtype
     codes = np.asarray(m.encode(x))
     z = np.asarray(m.pre_activations(x))
     assert np.all((codes > 0).sum(1) == 3)
@@ -52,7 +52,7 @@ def test_topk_exactly_k_largest():
 def test_batchtopk_keeps_k_times_batch():
     m = _model("batchtopk", k=2, tied=False)
     m.b_enc[...] = jnp.full((10,), 10.0)
-    x = jax.random.normal(jax.random.PRNGKey(3), (7, 6))
+    x = jax.random.normal(jax.random.PRNGKey(3), (7, 6), jnp.float32)  # the model's dtype
     codes = np.asarray(m.encode(x, train=True))
     z = np.asarray(m.pre_activations(x))
     assert (codes > 0).sum() == 2 * 7
