@@ -113,23 +113,23 @@ def _lasso_data(key, dtype):
     return problem(key, dtype)
 
 
-class TestFistaSolver(SolverSuite):
-    case = SolverCase(
-        name="FISTA",
-        make_solver=lambda n: lasso.FISTA(0.2, max_iters=n, tol=0.0),
-        solve=lambda n, A, y: lasso.fista(A, y, 0.2, max_iters=n, tol=0.0),
+def _lasso_case(name, solver_cls, solve_fn, dtypes=(jnp.float64,)):
+    """The same LASSO problem (lam = 0.2) through a solver object and its solve function."""
+    return SolverCase(
+        name=name,
+        make_solver=lambda n: solver_cls(0.2, max_iters=n, tol=0.0),
+        solve=lambda n, A, y: solve_fn(A, y, 0.2, max_iters=n, tol=0.0),
         make_inputs=_lasso_data,
-        dtypes=(jnp.float64, jnp.complex128, jnp.float32),
+        dtypes=dtypes,
     )
+
+
+class TestFistaSolver(SolverSuite):
+    case = _lasso_case("FISTA", lasso.FISTA, lasso.fista, (jnp.float64, jnp.complex128, jnp.float32))
 
 
 class TestIstaSolver(SolverSuite):
-    case = SolverCase(
-        name="ISTA",
-        make_solver=lambda n: lasso.ISTA(0.2, max_iters=n, tol=0.0),
-        solve=lambda n, A, y: lasso.ista(A, y, 0.2, max_iters=n, tol=0.0),
-        make_inputs=_lasso_data,
-    )
+    case = _lasso_case("ISTA", lasso.ISTA, lasso.ista)
 
 
 def test_grad_through_users_scan_matches_unrolled(x64):
