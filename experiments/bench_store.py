@@ -13,7 +13,7 @@ machine). Side by side in the same run:
                             normalised there (XLA's float16 -> float32 cast is ~3x NumPy's)
   StoreStream (train feed)  threads=2, float32 normalised host batches as `jsparse.sae.train` reads them
   naive random gather       baseline: a global permutation, each batch fancy-indexed from the memmaps
-Target (issue 8): >= 1M activations/s of d = 384 on 2 CPU cores.
+Target: >= 1M activations/s of d = 384 on 2 CPU cores.
 """
 from __future__ import annotations
 

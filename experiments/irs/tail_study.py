@@ -1,4 +1,4 @@
-"""How likely is the reference's IRS table under this simulator? (issue 4)
+"""How likely is the reference's IRS table under this simulator?
 
 The issue's targets are the reference's *means* over 50 realisations (PC-KroSBL β = 0.8:
 −20.5 dB at 16 dB, −25.3 dB at 20 dB, SER 0 at both). Per-configuration NMSE is a ratio whose
