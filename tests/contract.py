@@ -100,18 +100,25 @@ _COUNTER = _CompileCounter()
 jax.monitoring.register_event_duration_secs_listener(_COUNTER)
 
 
-class ContractSuite:
-    case: ContractCase
+class _DtypeParams:
+    """Up to four dtype parameters per suite; those beyond a case's `dtypes` are skipped."""
 
-    def _inputs(self, seed, dtype):
-        return self.case.make_inputs(jax.random.PRNGKey(seed), dtype)
+    case: Any
 
     @pytest.fixture(params=["dtype0", "dtype1", "dtype2", "dtype3"])
     def dtype(self, request):
         i = int(request.param[-1])
         if i >= len(self.case.dtypes):
-            pytest.skip("dtype not supported by this algorithm")
+            pytest.skip("dtype not registered for this case")
         return self.case.dtypes[i]
+
+
+class ContractSuite(_DtypeParams):
+    case: ContractCase
+
+    def _inputs(self, seed, dtype):
+        return self.case.make_inputs(jax.random.PRNGKey(seed), dtype)
+
 
     def test_jit_matches_eager(self, dtype):
         with _ctx(dtype):
@@ -191,7 +198,7 @@ def _drop_traces(result):
     return result
 
 
-class SolverSuite:
+class SolverSuite(_DtypeParams):
     case: SolverCase
 
     def _init(self, solver, *data):
@@ -200,12 +207,6 @@ class SolverSuite:
     def _select(self, out):
         return (self.case.select or _drop_traces)(out)
 
-    @pytest.fixture(params=["dtype0", "dtype1", "dtype2", "dtype3"])
-    def dtype(self, request):
-        i = int(request.param[-1])
-        if i >= len(self.case.dtypes):
-            pytest.skip("dtype not registered for this solver")
-        return self.case.dtypes[i]
 
     def test_scan_of_step_matches_solve(self, dtype):
         n = self.case.n_steps
