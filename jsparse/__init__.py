@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from jsparse import core
 from jsparse.core import kron, metrics
+from jsparse.core.errors import CorruptFileError
 
 if TYPE_CHECKING:  # the families load lazily (see __getattr__); type checkers see them as imports
     from jsparse import lasso, pruning, sae, sbl, unmixing
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 
 _LAZY = ("sbl", "unmixing", "pruning", "sae", "lasso")
 
-__all__ = ["core", "kron", "metrics", "__version__", "sbl", "unmixing", "pruning", "sae", "lasso"]
+__all__ = ["CorruptFileError", "core", "kron", "metrics", "__version__", "sbl", "unmixing", "pruning", "sae", "lasso"]
 
 
 def __getattr__(name):

@@ -7,6 +7,11 @@
 * `save_pytree` / `load_pytree` — a pytree of arrays in one `.npz`, written atomically, read
   back into the structure of a template (so a resumed run gets exactly the saved arrays).
 
+Integrity: `save_arrays` stores a SHA-256 of every array (name, dtype, shape, bytes) beside
+them, and `load_arrays` checks it, so a file overwritten with other same-shape values is refused.
+Every reader raises `jsparse.CorruptFileError` (a `ValueError`) naming the file when it is
+truncated, not the format it claims, or fails its checksum.
+
 Atomicity: every file is written to a temporary name in the same folder and moved into place
 with `os.replace`, so a run killed at any instant leaves either the old file or the new one,
 never a truncated one.
@@ -26,8 +31,12 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from jsparse.core.errors import CorruptFileError, reading
+
 __all__ = [
+    "CorruptFileError",
     "fingerprint",
+    "checksum",
     "environment",
     "to_builtin",
     "atomic_write_bytes",
@@ -114,23 +123,49 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (text + "\n").encode())
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as f:
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """The parsed JSON at `path`; `CorruptFileError` if it is truncated or not JSON."""
+    with reading(path, what), open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
+_CHECKSUM_KEY = "__sha256__"
+
+
+def checksum(arrays: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) over the names, dtypes, shapes and bytes of `arrays`, in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        arr = np.ascontiguousarray(np.asarray(arrays[name]))
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
 def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
-    """Save named arrays (NumPy/JAX arrays or scalars) to one `.npz`, atomically (no pickles)."""
-    buf = io.BytesIO()
+    """Save named arrays (NumPy/JAX arrays or scalars) to one `.npz`, atomically (no pickles),
+    with their SHA-256 checksum (see `checksum`) stored beside them."""
     named: dict[str, Any] = {str(k): np.asarray(v) for k, v in arrays.items()}
-    np.savez(buf, **named)
+    if _CHECKSUM_KEY in named:
+        raise ValueError(f"arrays: the name {_CHECKSUM_KEY!r} is reserved for the checksum")
+    buf = io.BytesIO()
+    np.savez(buf, **named, **{_CHECKSUM_KEY: np.asarray(checksum(named))})
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The named arrays of a `.npz` written by `save_arrays` (read fully, file closed)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+def load_arrays(path: str | os.PathLike, what: str = "array file") -> dict[str, np.ndarray]:
+    """The named arrays of a `.npz` written by `save_arrays` (read fully, file closed).
+
+    Raises:
+      CorruptFileError: the file is truncated, not an `.npz`, or its arrays do not match the
+        checksum stored with them. (Files without a stored checksum are read unchecked.)
+    """
+    with reading(path, what), np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    stored = arrays.pop(_CHECKSUM_KEY, None)
+    if stored is not None and str(stored) != checksum(arrays):
+        raise CorruptFileError(path, f"{what} fails its checksum (changed after it was written)")
+    return arrays
 
 
 def save_pytree(path: str | os.PathLike, tree: Any) -> None:
@@ -147,23 +182,22 @@ def load_pytree(path: str | os.PathLike, template: Any) -> Any:
     """Load a `.npz` written by `save_pytree` into the structure of `template`.
 
     Raises:
-      ValueError: the file's leaf count, shapes or dtypes differ from the template
-        (the error names the file).
+      CorruptFileError: the file is damaged, or its leaf count, shapes or dtypes differ from
+        the template (the error names the file).
     """
     leaves, treedef = jax.tree_util.tree_flatten(template)
-    with np.load(path) as data:
-        keys = sorted(data.files)
-        if len(keys) != len(leaves):
-            raise ValueError(f"{path}: holds {len(keys)} arrays, the template has {len(leaves)} leaves")
-        loaded = []
-        for key, ref in zip(keys, leaves):
-            arr = data[key]
-            if arr.shape != np.shape(ref) or arr.dtype != np.asarray(ref).dtype:
-                raise ValueError(
-                    f"{path}: {key} has shape {arr.shape} dtype {arr.dtype}, "
-                    f"expected {np.shape(ref)} {np.asarray(ref).dtype}"
-                )
-            loaded.append(arr)
+    data = load_arrays(path, "checkpoint")
+    keys = sorted(data)
+    if len(keys) != len(leaves):
+        raise CorruptFileError(path, f"holds {len(keys)} arrays, the template has {len(leaves)} leaves")
+    loaded = []
+    for key, ref in zip(keys, leaves):
+        arr = data[key]
+        if arr.shape != np.shape(ref) or arr.dtype != np.asarray(ref).dtype:
+            raise CorruptFileError(
+                path, f"{key} has shape {arr.shape} dtype {arr.dtype}, expected {np.shape(ref)} {np.asarray(ref).dtype}"
+            )
+        loaded.append(arr)
     return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(a) for a in loaded])
 
 

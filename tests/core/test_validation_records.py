@@ -73,3 +73,56 @@ def test_fingerprint_is_sha256_of_arrays_then_sorted_json():
     assert fingerprint(s, (x,)) == h.hexdigest()[:16]
     assert fingerprint(s, (x.T,)) != fingerprint(s, (x,))  # other data, other key
     assert fingerprint({"a": [1, 0.5], "b": 3}) != fingerprint(s)
+
+
+def _damaged_copies(tmp_path, good):
+    """(label, path) of damaged versions of the file `good`: truncated, emptied, garbage."""
+    data = good.read_bytes()
+    out = []
+    for label, payload in [("truncated", data[: len(data) // 2]), ("empty", b""), ("garbage", b"\x00not a file" * 9)]:
+        path = tmp_path / f"{label}{good.suffix}"
+        path.write_bytes(payload)
+        out.append((label, path))
+    return out
+
+
+def test_every_record_reader_raises_corrupt_file_error_naming_the_path(tmp_path):
+    from jsparse import CorruptFileError
+
+    records.write_json(tmp_path / "m.json", {"a": 1})
+    records.save_arrays(tmp_path / "a.npz", {"x": np.arange(3.0)})
+    readers = {
+        ".json": records.read_json,
+        ".npz": records.load_arrays,
+    }
+    for good in (tmp_path / "m.json", tmp_path / "a.npz"):
+        for label, path in _damaged_copies(tmp_path, good):
+            with pytest.raises(CorruptFileError, match=str(path)) as err:
+                readers[good.suffix](path)
+            assert isinstance(err.value, ValueError), label
+    with pytest.raises(FileNotFoundError):
+        records.load_arrays(tmp_path / "missing.npz")
+
+
+def test_load_arrays_refuses_same_shape_values_written_over_a_checksummed_file(tmp_path):
+    from jsparse import CorruptFileError
+
+    path = tmp_path / "chunk.npz"
+    records.save_arrays(path, {"x": np.arange(4.0), "y": np.ones((2, 2), np.float32)})
+    got = records.load_arrays(path)
+    assert set(got) == {"x", "y"} and got["y"].dtype == np.float32
+    with np.load(path) as data:  # same names, shapes and checksum entry, other values
+        tampered = {k: data[k] for k in data.files}
+    tampered["x"] = np.full(4, np.nan)
+    np.savez(path, **tampered)
+    with pytest.raises(CorruptFileError, match="checksum"):
+        records.load_arrays(path)
+
+
+def test_load_pytree_dtype_mismatch_is_a_corrupt_file_error(tmp_path):
+    from jsparse import CorruptFileError
+
+    path = tmp_path / "state.npz"
+    records.save_pytree(path, {"a": np.zeros(2, np.float32)})
+    with pytest.raises(CorruptFileError, match="dtype float32, expected"):
+        records.load_pytree(path, {"a": np.zeros(2, np.float64)})
