@@ -42,6 +42,21 @@ import numpy as np
 import pytest
 
 
+def assert_clear_error(fn: Callable[..., Any], *args, match: str, **kwargs) -> BaseException:
+    """`fn(*args, **kwargs)` must raise a plain `ValueError` or `jsparse.CorruptFileError`
+    whose message matches `match` -- not a library's own subclass of ValueError (JSONDecodeError,
+    UnicodeDecodeError) and not KeyError, IndexError, ZeroDivisionError or a JAX TypeError.
+    Returns the exception for further checks."""
+    from jsparse import CorruptFileError
+
+    with pytest.raises(Exception) as info:
+        fn(*args, **kwargs)
+    err = info.value
+    assert type(err) in (ValueError, CorruptFileError), f"{type(err).__module__}.{type(err).__name__}: {err}"
+    assert info.match(match)
+    return err
+
+
 @dataclasses.dataclass(frozen=True)
 class BadInput:
     """Arguments that must raise `ValueError` matching `match` (a regex, usually the argument name)."""
@@ -162,8 +177,7 @@ class ContractSuite(_DtypeParams):
             pytest.skip("no bad inputs registered")
         for bad in self.case.bad_inputs:
             args = bad.args() if callable(bad.args) else bad.args
-            with pytest.raises(ValueError, match=bad.match):
-                self.case.fn(*args, **bad.kwargs)
+            assert_clear_error(self.case.fn, *args, match=bad.match, **bad.kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
