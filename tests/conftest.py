@@ -5,13 +5,25 @@
   (pyproject: pytest-timeout) so that a hang fails fast.
 * Rank promotion raises: silent broadcasting of mismatched ranks is a bug in library code.
 * Dtype promotion is strict: an implicit float32/float64 or int/float mix is a bug too.
+* A persistent XLA compilation cache (folder `.jax_cache` in the checkout, or
+  `JSPARSE_TEST_JAX_CACHE`; `off` disables it): the suite's time is mostly XLA compilation, and the
+  same programs are compiled by several test files, by subprocess tests, and again by the
+  JAX_ENABLE_X64 pass for every explicitly float64 case. Set through the environment so that
+  subprocesses started by tests share it. Only compilation is cached; every test still runs.
 """
 import os
+import pathlib
 
 _FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 os.environ.setdefault("JSPARSE_PROGRESS", "0")
+
+_CACHE = os.environ.get("JSPARSE_TEST_JAX_CACHE", str(pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"))
+if _CACHE.lower() not in ("", "0", "off", "none"):
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
