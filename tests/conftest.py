@@ -50,3 +50,23 @@ def _release_compiled_programs():
     """
     yield
     jax.clear_caches()
+
+
+def _is_dependency_skip(report) -> bool:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return "could not import" in reason or "pip install" in reason
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With JSPARSE_NO_DEPENDENCY_SKIPS=1 (set by CI), a test skipped for a missing optional
+    dependency fails the run: the whole suite must run, not just the part whose extras are
+    installed."""
+    if os.environ.get("JSPARSE_NO_DEPENDENCY_SKIPS") != "1" or hasattr(session.config, "workerinput"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = [r for r in (reporter.stats.get("skipped", []) if reporter else []) if _is_dependency_skip(r)]
+    if skipped:
+        reporter.ensure_newline()
+        for r in skipped:
+            reporter.write_line(f"dependency skip is a failure here: {r.nodeid}: {r.longrepr[2]}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
