@@ -188,11 +188,16 @@ def _head(cfg: dict, quick: bool, notes: list[str]) -> str:
 
 
 def run(out_dir: Path, *, quick: bool = True, resume: bool = True, data_root=None, **options) -> str:
-    out_dir = Path(out_dir)
+    """The unmixing reproduction in float64 (the MU updates divide by small numbers); 64-bit mode is
+    switched on for this call only, so experiments run after it keep their own precision."""
+    with jax.enable_x64(True):
+        return _run(Path(out_dir), quick, resume, data_root, **options)
+
+
+def _run(out_dir: Path, quick: bool, resume: bool, data_root, **options) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     cells_dir = out_dir / "cells"
     cells_dir.mkdir(exist_ok=True)
-    jax.config.update("jax_enable_x64", True)
     cfg = settings(quick)
     cfg.update({k: v for k, v in options.items() if k in cfg})
     root = Path(data_root) if data_root is not None else default_data_root()
