@@ -5,7 +5,8 @@
 
 Each reproduction lives in `experiments/<name>/run.py` and defines
 `run(out_dir, *, quick=True, resume=True, **options) -> str` (Markdown summary). Results land in
-`<out>/<name>/` (PNG plots, results.json, summary.md); `<out>/SUMMARY.md` gathers the summaries.
+`<out>/<name>/` (PNG plots, results.json, summary.md); `<out>/SUMMARY.md` gathers the summaries of
+every experiment present in `<out>` (a run of one experiment updates only its own section).
 Finished work is checkpointed, so re-running after a crash continues where it stopped
 (`--no-resume` starts over).
 """
@@ -17,6 +18,7 @@ from experiments import _env  # noqa: F401  (sets XLA_FLAGS before jax is import
 
 import argparse
 import importlib
+import json
 import sys
 import time
 import traceback
@@ -39,10 +41,40 @@ def available() -> list[str]:
     return [name for name in EXPERIMENTS if (here / name / "run.py").exists()]
 
 
+def _demote_headings(markdown: str) -> str:
+    """Every Markdown heading two levels down (outside code blocks), to nest under a `##` section."""
+    out, in_code = [], False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        out.append("##" + line if not in_code and line.startswith("#") else line)
+    return "\n".join(out)
+
+
+def gather_summary(out: Path, failed: dict[str, str] | None = None) -> str:
+    """`<out>/SUMMARY.md`: one section per experiment whose `summary.md` is in `out` (in the order
+    of EXPERIMENTS), with its size and run time, and the traceback tail of any that failed now."""
+    failed = failed or {}
+    sections = []
+    for name in EXPERIMENTS:
+        summary, info = out / name / "summary.md", out / name / "run.json"
+        if name in failed:
+            sections.append(f"## {name}\n\nFAILED:\n\n```\n{failed[name][-2000:]}\n```\n")
+        elif summary.exists():
+            facts = json.loads(info.read_text()) if info.exists() else {}
+            note = ""
+            if facts:
+                note = f"_{'quick' if facts.get('quick') else 'full'} size, {facts.get('seconds', 0):.0f} s; "
+                note += f"files in `{name}/`_\n\n"
+            body = _demote_headings(summary.read_text().strip())
+            sections.append(f"## {name} ({EXPERIMENTS[name]})\n\n{note}{body}\n")
+    return "# jsparse reproductions\n\n" + "\n".join(sections)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", default=["all"], help=f"'all' or any of: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("names", nargs="*", help=f"'all' or any of: {', '.join(EXPERIMENTS)}")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="quick", action="store_true", default=True, help="quick size (default)")
     size.add_argument("--full", dest="quick", action="store_false", help="the papers' sizes (hours on CPU)")
@@ -51,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=None, help="hyperspectral datasets folder (unmixing)")
     parser.add_argument("--dataset", default=None, help="dataset for pruning (digits, fashionmnist, cifar10)")
     parser.add_argument("--data-dir", type=Path, default=None, help="folder holding the pruning dataset files")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
+    if not args.names:
+        parser.error("name the experiments to run ('all' for every one)")
 
     present = available()
     names = present if args.names == ["all"] else args.names
@@ -62,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     options = {k: v for k, v in given if v is not None}
 
     args.out.mkdir(parents=True, exist_ok=True)
-    sections, failed = [], []
+    failed = {}
     for name in names:
         if name not in present:
-            sections.append(f"## {name}\n\nNot available in this checkout.\n")
+            print(f"==> {name}: not available in this checkout", file=sys.stderr)
             continue
         print(f"==> {name}: {EXPERIMENTS[name]}", flush=True)
         out_dir = args.out / name
@@ -73,23 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             module = importlib.import_module(f"experiments.{name}.run")
-            summary = module.run(out_dir, quick=args.quick, resume=args.resume, **options)
+            module.run(out_dir, quick=args.quick, resume=args.resume, **options)
         except Exception:  # keep going: one broken reproduction must not hide the others
-            failed.append(name)
-            trace = traceback.format_exc()
-            print(trace, file=sys.stderr, flush=True)
-            sections.append(f"## {name}\n\nFAILED:\n\n```\n{trace[-2000:]}\n```\n")
+            failed[name] = traceback.format_exc()
+            print(failed[name], file=sys.stderr, flush=True)
             continue
         seconds = time.perf_counter() - start
         print(f"    done in {seconds:.1f} s -> {out_dir}", flush=True)
-        size_note = f"_{'quick' if args.quick else 'full'} size, {seconds:.0f} s; files in `{out_dir}`_"
-        sections.append(f"## {name} ({EXPERIMENTS[name]})\n\n{size_note}\n\n{summary.strip()}\n")
+        (out_dir / "run.json").write_text(json.dumps({"quick": args.quick, "seconds": round(seconds, 1)}) + "\n")
 
-    text = "# jsparse reproductions\n\n" + "\n".join(sections)
-    (args.out / "SUMMARY.md").write_text(text)
+    (args.out / "SUMMARY.md").write_text(gather_summary(args.out, failed))
     print(f"Summary: {args.out / 'SUMMARY.md'}")
     if failed:
-        print(f"FAILED: {failed}", file=sys.stderr)
+        print(f"FAILED: {list(failed)}", file=sys.stderr)
         return 1
     return 0
 
