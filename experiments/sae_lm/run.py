@@ -1,5 +1,5 @@
 """SAEs on real transformer activations: all-MiniLM-L6-v2, residual stream after block 3, on the
-Python standard-library corpus (no download). Issue 8.
+Python standard-library corpus (no download).
 
     python -m experiments sae_lm [--quick|--full] [--out results]
     python -m experiments.sae_lm.run [--full] [--out DIR] [--methods gba,topk] [--seeds 0,1,2]
