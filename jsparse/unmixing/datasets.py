@@ -6,7 +6,9 @@ pixels in MATLAB column-major order (pixel p = row + col * nRow; map k is
   * Samson: `V` is already in [0, 1]; used as is.
   * Jasper Ridge: `Y` (uint16) / `maxValue` (5000).
   * Urban: `Y` / `maxValue` when the file has one, else / 1000 (common loaders' convention).
-Files are looked for in `root/<name>/<file>` and then `root/<file>`.
+Files are looked for in `root` when given, else in $JSPARSE_HSI_ROOT, the user folder
+(`$XDG_CACHE_HOME/jsparse/hyperspectral`) and the bundled Samson/Jasper files, each as
+`<folder>/<name>/<file>` then `<folder>/<file>` (see `jsparse.unmixing.fetch`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from jsparse.unmixing import fetch
 
 __all__ = ["HSIDataset", "load_dataset", "DATASETS", "default_root", "to_maps"]
 
@@ -55,14 +59,8 @@ def default_root() -> Path | None:
     return Path(v) if v else None
 
 
-def _find(root: Path, sub: str, fname: str) -> Path:
-    for cand in (root / sub / fname, root / fname):
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(
-        f"{fname}: file not found; searched {root / sub} and {root} "
-        f"(pass root= or set ${ENV_VAR} to the folder holding samson/, jasper/, urban/)"
-    )
+def _find(root, sub: str, fname: str) -> Path:
+    return fetch.find_file(sub, fname, root)
 
 
 def _scalar(d, key, default=None):
@@ -95,12 +93,14 @@ def load_dataset(name: str, root=None, *, num_endmembers: int | None = None) -> 
 
     Args:
       name: "samson", "jasper" or "urban".
-      root: folder with the dataset subfolders (default: $JSPARSE_HSI_ROOT).
+      root: folder with the dataset subfolders, searched alone; default: $JSPARSE_HSI_ROOT, the user
+        folder, then the bundled Samson/Jasper (`unmixing.download_dataset` fetches the others).
       num_endmembers: which ground truth (Urban: 4, 5 or 6; default the dataset's usual R).
 
     Raises:
       ValueError: unknown name / number of endmembers, or inconsistent shapes in the files.
       FileNotFoundError: a file is missing (the message names the file and the folders searched).
+      CorruptFileError: a bundled file fails its SHA-256 check.
     """
     if name not in DATASETS:
         raise ValueError(f"name: expected one of {tuple(DATASETS)}, got {name!r}")
@@ -108,13 +108,6 @@ def load_dataset(name: str, root=None, *, num_endmembers: int | None = None) -> 
     R = R0 if num_endmembers is None else num_endmembers
     if R not in gt_files:
         raise ValueError(f"num_endmembers: {name} has ground truths for {tuple(gt_files)}, got {R!r}")
-    if root is None:
-        root = default_root()
-        if root is None:
-            raise FileNotFoundError(
-                f"{image_file}: no data folder given; pass root= or set ${ENV_VAR} (expected {sub}/{image_file})"
-            )
-    root = Path(root)
     from scipy.io import loadmat
 
     gt = loadmat(_find(root, sub, gt_files[R]))
