@@ -1,6 +1,4 @@
 """Loaders (small files written in the distributed .mat layouts), synthetic scenes, metrics."""
-import os
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -9,9 +7,6 @@ import pytest
 import scipy.io as sio
 
 from jsparse.unmixing import datasets, metrics, synthetic
-
-_DEFAULT_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "hyperspectral"
-REAL_ROOT = Path(os.environ.get("JSPARSE_HSI_ROOT", _DEFAULT_ROOT))
 
 
 def _write_jasper(root, L=7, H=3, W=4, R=4):
@@ -55,9 +50,12 @@ def test_loader_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="end4.mat") as err:
         datasets.load_dataset("jasper", root=tmp_path)
     assert str(tmp_path) in str(err.value)
+    # Without root: $JSPARSE_HSI_ROOT (unset here), the user folder (empty here) and the bundled data,
+    # which has no Urban: the error names the variable.
     monkeypatch.delenv("JSPARSE_HSI_ROOT", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(FileNotFoundError, match="JSPARSE_HSI_ROOT"):
-        datasets.load_dataset("samson")
+        datasets.load_dataset("urban")
     with pytest.raises(ValueError, match="name"):
         datasets.load_dataset("cuprite", root=tmp_path)
     with pytest.raises(ValueError, match="num_endmembers"):
@@ -70,16 +68,14 @@ def test_loader_errors(tmp_path, monkeypatch):
         datasets.load_dataset("jasper", root=tmp_path / "bad")
 
 
-@pytest.mark.skipif(not (REAL_ROOT / "jasper" / "end4.mat").is_file(), reason="real datasets not present")
 def test_real_datasets_load():
+    # Samson and Jasper Ridge ship with jsparse (or come from $JSPARSE_HSI_ROOT / the user folder).
     for name, L, R, n in [("samson", 156, 3, 9025), ("jasper", 198, 4, 10000)]:
-        d = datasets.load_dataset(name, root=REAL_ROOT)
+        d = datasets.load_dataset(name)
         assert d.Y.shape == (L, n) and d.endmembers.shape == (L, R) and d.abundances.shape == (R, n)
         np.testing.assert_allclose(d.abundances.sum(0), 1.0, atol=1e-12)
         assert 0.9 < d.Y.max() < 1.1
-    # Urban has ground truths but no image: the error names the missing file.
-    with pytest.raises(FileNotFoundError, match="Urban_R162.mat"):
-        datasets.load_dataset("urban", root=REAL_ROOT)
+    # Urban's image is never bundled nor downloaded: the message when it is missing is tested in test_fetch.py.
 
 
 def test_synthetic_scene_properties(x64):
