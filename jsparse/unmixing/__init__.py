@@ -6,10 +6,15 @@ Shapes: images Y are (bands L, pixels N) with MATLAB column-major pixel order; e
 Solver objects (settings only; `init`, `step`, `result` over the data): `RRLbS`, `NMF`, `L12NMF`,
 `L21NMF` (data Y; `init(Y, key)` or `init(Y, M0=..., A0=...)`) and `FCLS` (data Y, M), run by the
 functions `rrlbs`, `nmf`, `l12_nmf`, `l21_nmf` and `fcls`. `initial_point` is the shared start.
+
+Data: `load_dataset("samson" | "jasper" | "urban")` (Samson and Jasper Ridge ship with jsparse) and
+`download_dataset(name)` (pinned public sources, SHA-256 checked; see `jsparse.unmixing.fetch`).
 """
 from jsparse.unmixing._common import UnmixingResult, project_simplex, sparsity_lambda
 from jsparse.unmixing.baselines import L12NMF, L21NMF, NMF, fcls, l12_nmf, l21_nmf, nmf, vca
+from jsparse.unmixing.datasets import load_dataset
 from jsparse.unmixing.fcls import FCLS, FCLSState
+from jsparse.unmixing.fetch import download_dataset
 from jsparse.unmixing.mu import MUState
 from jsparse.unmixing.mu_solver import MUSolver
 from jsparse.unmixing.rrlbs import RRLbS, rrlbs
@@ -37,4 +42,6 @@ __all__ = [
     "floor_start",
     "project_simplex",
     "sparsity_lambda",
+    "load_dataset",
+    "download_dataset",
 ]
