@@ -1,8 +1,8 @@
 """The scenes of the unmixing reproduction: synthetic scenes at several SNRs and the real images
-(Samson, Jasper Ridge, Urban when found), clean and with a fraction of corrupted bands, per seed."""
+(Samson and Jasper Ridge, which ship with jsparse; Urban when its image is found), clean and with a
+fraction of corrupted bands, per seed."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jsparse.unmixing import datasets, synthetic
+from jsparse.unmixing import datasets, fetch, synthetic
 
 
 class Scene(NamedTuple):
@@ -23,9 +23,10 @@ class Scene(NamedTuple):
     names: tuple
 
 
-def default_data_root() -> Path:
-    env = os.environ.get(datasets.ENV_VAR)
-    return Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "hyperspectral"
+def default_data_root() -> Path | None:
+    """None: each file is looked up in $JSPARSE_HSI_ROOT, the user folder and the bundled data
+    (`jsparse.unmixing.fetch`); a folder given with `--data-root` is searched alone."""
+    return None
 
 
 def _subsample(d: datasets.HSIDataset, stride: int):
@@ -37,20 +38,42 @@ def _subsample(d: datasets.HSIDataset, stride: int):
     return d.Y[:, idx], d.abundances[:, idx], (len(rows), len(cols))
 
 
-def build_scenes(cfg: dict, data_root: Path) -> tuple[list[Scene], list[str]]:
-    notes, real = [], {}
-    for name in ("samson", "jasper", "urban"):
+def load_real(data_root: Path | None, notes: list[str]) -> dict[str, datasets.HSIDataset]:
+    """The real scenes found, with a note on where each was read or why it was skipped.
+
+    Samson and Jasper Ridge ship with jsparse: without `data_root`, a missing one is a broken install
+    and raises. Urban is skipped with a note when its files are missing (its image is never bundled).
+    """
+    real = {}
+    for name, (sub, image_file, _, _) in datasets.DATASETS.items():
         try:
             real[name] = datasets.load_dataset(name, root=data_root)
         except FileNotFoundError as err:
+            if data_root is None and name != "urban":
+                raise FileNotFoundError(f"{name} ships with jsparse but was not found (reinstall jsparse): {err}") \
+                    from err
             notes.append(f"{name}: skipped ({err})")
+            continue
+        notes.append(f"{name}: read from {fetch.find_file(sub, image_file, data_root).parent}")
+    return real
+
+
+def synthetic_endmembers(real: dict[str, datasets.HSIDataset], notes: list[str]) -> tuple[np.ndarray, tuple]:
+    """Jasper Ridge's ground-truth endmembers (L = 198, R = 4) and names, for the synthetic scenes;
+    looked up without the data folder (so the bundled copy at the latest) when that folder has no Jasper."""
+    if "jasper" in real:
+        return real["jasper"].endmembers, real["jasper"].names
+    jasper = datasets.load_dataset("jasper")
+    notes.append(f"synthetic scenes: Jasper Ridge endmembers read from {fetch.find_file('jasper', 'end4.mat')}")
+    return jasper.endmembers, jasper.names
+
+
+def build_scenes(cfg: dict, data_root: Path | None) -> tuple[list[Scene], list[str]]:
+    notes: list[str] = []
+    real = load_real(data_root, notes)
     S = cfg["seeds"]
     scenes = []
-    if "jasper" in real:
-        M_syn, syn_names = real["jasper"].endmembers, real["jasper"].names
-    else:
-        M_syn = np.asarray(synthetic.smooth_endmembers(jax.random.PRNGKey(11), 120, 4, jnp.float64))
-        syn_names = tuple(f"endmember {k + 1}" for k in range(4))
+    M_syn, syn_names = synthetic_endmembers(real, notes)
     for snr in cfg["snrs"]:
         scs = [synthetic.make_scene(jax.random.PRNGKey(1000 + s), jnp.asarray(M_syn), cfg["synth_shape"], snr_db=snr)
                for s in range(S)]

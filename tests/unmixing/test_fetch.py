@@ -172,3 +172,26 @@ def test_bundled_files_are_checked_once_per_process(tmp_path, monkeypatch):
     for _ in range(2):
         data.verify_bundled(copy / "samson" / "end3.mat")
     assert len(calls) == 1
+
+
+def test_experiment_reads_bundled_scenes_and_never_swaps_in_other_endmembers(tmp_path, monkeypatch):
+    from experiments.unmixing.scenes import default_data_root, load_real, synthetic_endmembers
+
+    notes = []
+    real = load_real(default_data_root(), notes)
+    assert sorted(real) == ["jasper", "samson"]
+    assert f"samson: read from {data.folder() / 'samson'}" in notes
+    assert any(n.startswith("urban: skipped (end4_groundTruth.mat: file not found") for n in notes)
+    M, names = synthetic_endmembers(real, notes)
+    assert M is real["jasper"].endmembers and names[3] == "4-road"
+    # A data folder without the scenes: they are skipped with notes, and the synthetic scenes still
+    # use Jasper Ridge's endmembers (found without that folder), saying where from.
+    notes = []
+    assert load_real(tmp_path / "empty", notes) == {}
+    assert [n.split(":")[0] for n in notes] == ["samson", "jasper", "urban"]
+    M, _ = synthetic_endmembers({}, notes)
+    assert M.shape == (198, 4) and str(data.folder() / "jasper" / "end4.mat") in notes[-1]
+    # A broken install (bundled scenes gone) is an error, not a silent change of scenes.
+    monkeypatch.setattr(data, "folder", lambda: tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="samson ships with jsparse"):
+        load_real(None, [])
