@@ -23,6 +23,8 @@ __all__ = [
     "check_int",
     "check_same_tree",
     "check_factors",
+    "as_key",
+    "check_bool_mask",
 ]
 
 
@@ -178,3 +180,48 @@ def check_factors(
     if len(dtypes) > 1:
         raise ValueError(f"{name}: all factors must share one dtype, got {sorted(map(str, dtypes))}")
     return tuple(out)
+
+
+def as_key(seed_or_key: Any, name: str = "key") -> jax.Array:
+    """Return a PRNG key from an int seed or an existing key; raise ValueError otherwise.
+
+    Accepts a Python or NumPy integer seed in [0, 2**63) (turned into
+    `jax.random.PRNGKey(seed)`, the same key in float32 and float64 mode), a raw
+    `uint32` key of shape (2,) as made by `jax.random.PRNGKey`, or a typed scalar
+    key from `jax.random.key`. Keys are returned unchanged (tracers included).
+    """
+    if isinstance(seed_or_key, (int, np.integer)) and not isinstance(seed_or_key, (bool, np.bool_)):
+        seed = int(seed_or_key)
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"{name}: expected an integer seed in [0, 2**63) or a PRNG key, got {seed}")
+        if seed < 2**32:
+            return jax.random.PRNGKey(seed)
+        with jax.enable_x64(True):  # seeds past 32 bits need 64-bit integers to keep their high word
+            return jax.random.PRNGKey(seed)
+    dtype = getattr(seed_or_key, "dtype", None)
+    shape = tuple(getattr(seed_or_key, "shape", ()))
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise ValueError(f"{name}: expected a single PRNG key, got a batch of shape {shape}")
+        return jnp.asarray(seed_or_key)
+    if dtype is not None and np.dtype(dtype) == np.uint32 and shape in ((2,), (4,)):  # threefry / rbg raw keys
+        return jnp.asarray(seed_or_key)
+    got = f"an array of dtype {dtype} and shape {shape}" if dtype is not None else repr(seed_or_key)
+    raise ValueError(f"{name}: expected an integer seed or a PRNG key (jax.random.PRNGKey / jax.random.key), got {got}")
+
+
+def check_bool_mask(mask: Any, name: str, *, shape: Sequence[int] | None = None) -> jax.Array:
+    """Raise unless `mask` is a boolean array (of `shape` when given); return it as a JAX array.
+
+    Float or integer masks are refused rather than cast: a value such as 0.5 has no
+    keep/prune meaning.
+    """
+    dtype = getattr(mask, "dtype", None)
+    if dtype is None and not isinstance(mask, (bool, np.bool_, list, tuple)):
+        raise ValueError(f"{name}: expected a boolean array, got {type(mask).__name__}")
+    arr: Any = np.asarray(mask) if dtype is None else mask
+    if np.dtype(arr.dtype) != np.bool_:
+        raise ValueError(f"{name}: expected a boolean mask (dtype bool), got dtype {arr.dtype}")
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(arr.shape)}")
+    return jnp.asarray(arr)
