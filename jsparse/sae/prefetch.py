@@ -12,17 +12,42 @@ raised them. Two uses, one implementation:
   transfer) runs in its own thread while the consumer computes. One worker keeps the pulls in
   order; submission starts at construction, so the first item is produced while the consumer
   is still setting up.
+
+`close_at_exit(obj)` closes `obj` (a generator or a `Background`) when the interpreter exits if
+it is still open, while the standard library is intact: a reader's generator left suspended
+with a thread pool then shuts the pool down cleanly instead of failing during interpreter
+teardown ("Exception ignored in: <generator ...>").
 """
 from __future__ import annotations
 
+import atexit
 import itertools
+import weakref
 from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["OrderedMap", "run_all", "Background"]
+__all__ = ["OrderedMap", "run_all", "Background", "close_at_exit"]
 
 _END = object()  # marks an exhausted source (a StopIteration cannot cross a Future)
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # generators and Backgrounds to close at exit (if still alive)
+
+
+def close_at_exit(obj):
+    """Register `obj` (anything with `close()`, e.g. a generator) to be closed at interpreter exit,
+    after the program's non-daemon threads have finished and before module teardown; returns `obj`.
+    Holds only a weak reference: an object collected earlier is closed by its own finaliser."""
+    _OPEN.add(obj)
+    return obj
+
+
+@atexit.register
+def _close_open() -> None:
+    for obj in list(_OPEN):
+        try:
+            obj.close()
+        except ValueError:  # a generator still running in a daemon thread cannot be closed from here
+            pass
 
 
 class OrderedMap:
@@ -86,6 +111,7 @@ class Background:
         pull = lambda _: next(it, _END)  # noqa: E731
         self._map = OrderedMap(pull, itertools.repeat(None), pool=self._pool, ahead=max(size, 1) + 1)
         self._closed = False
+        close_at_exit(self)
 
     def __iter__(self) -> Iterator:
         return self

@@ -1,11 +1,17 @@
 """Activation store: round-trip, exact-once shuffling, bounded buffer, normalisation, errors
 naming the file, crash mid-harvest then resume."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from jsparse import CorruptFileError
 from jsparse.sae import store as st
+from tests.contract import assert_clear_error
 
 
 def _items(n_items=23, d=8, seed=0):
@@ -156,9 +162,10 @@ def test_corrupt_header_names_file(tmp_path):
 
 def test_corrupt_payload_caught_by_checksum(tmp_path):
     path = _damage(tmp_path, 0, lambda data: data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:])
-    st.ActivationStore(path)  # header fine: opens without verify
+    s = st.ActivationStore(path)  # header fine: opens, the checksum is checked at the first read
     with pytest.raises(ValueError, match="shard_00000.npy.*checksum"):
         st.ActivationStore(path, verify=True)
+    assert_clear_error(lambda: next(s.batches(4)), match="shard_00000.npy.*SHA-256")
 
 
 def test_manifest_disagreeing_with_shard_names_file(tmp_path):
@@ -216,3 +223,178 @@ def test_writer_refuses_different_settings(tmp_path):
         st.ActivationWriter(tmp_path / "s", 8, shard_rows=21, with_ids=True, model="m", layer=3)
     with pytest.raises(ValueError, match="x: expected shape"):
         st.ActivationWriter(tmp_path / "t", 8).add(np.zeros((3, 5)), 0)
+
+
+def _edit_manifest(folder, edit):
+    """Rewrite folder/manifest.json as edit(parsed manifest) (a dict, list, str or bytes)."""
+    mpath = folder / "manifest.json"
+    new = edit(json.loads(mpath.read_text()))
+    mpath.write_bytes(new if isinstance(new, bytes) else new.encode() if isinstance(new, str) else
+                      json.dumps(new).encode())
+
+
+def _without(m, *keys):
+    obj = m
+    for k in keys[:-1]:
+        obj = obj[k]
+    del obj[keys[-1]]
+    return m
+
+
+def _with(m, value, *keys):
+    obj = m
+    for k in keys[:-1]:
+        obj = obj[k]
+    obj[keys[-1]] = value
+    return m
+
+
+MANIFEST_DAMAGE = [  # (edit, what the CorruptFileError says)
+    (lambda m: _without(m, "d"), "missing field 'd'"),
+    (lambda m: _without(m, "shards", 1, "rows"), r"missing field 'shards\[1\].rows'"),
+    (lambda m: _without(m, "shards", 0, "ids_crc32"), r"missing field 'shards\[0\].ids_crc32'"),
+    (lambda m: json.dumps(m)[:60], "unreadable activation store manifest.*JSONDecodeError"),
+    (lambda m: b"\xff\xfe garbage \x00", "unreadable activation store manifest"),
+    (lambda m: [m], "expected a JSON object"),
+    (lambda m: _with(m, "8", "d"), "field 'd' is '8', expected an integer"),
+    (lambda m: _with(m, True, "num_tokens"), "field 'num_tokens'"),
+    (lambda m: _with(m, "float64", "dtype"), "field 'dtype'"),
+    (lambda m: _with(m, {"0": m["shards"][0]}, "shards"), "field 'shards'"),
+    (lambda m: _with(m, "../../x.npy", "shards", 2, "file"), "not a file name inside the store"),
+    (lambda m: _with(m, "abc", "shards", 2, "sha256"), "expected a hex SHA-256"),
+    (lambda m: _with(m, [1], "cursor"), "field 'cursor'"),
+    (lambda m: _with(m, "other/1", "format"), "not an activation store manifest"),
+    (lambda m: _with(m, m["num_tokens"] + 1, "num_tokens"), "num_tokens .* rows in the shards"),
+]
+
+
+def test_damaged_manifest_is_a_corrupt_file_error_naming_it(tmp_path):
+    """Reader, resumed writer and harvest: CorruptFileError naming manifest.json and the fault
+    (not KeyError or JSONDecodeError); a folder with no manifest is a plain ValueError."""
+    good = _write(tmp_path / "good", _items()).manifest
+    resume = dict(d=8, shard_rows=20, with_ids=True, model="m", layer=3)
+    for i, (edit, match) in enumerate(MANIFEST_DAMAGE):
+        folder = tmp_path / f"m{i}"
+        folder.mkdir()
+        for f in (tmp_path / "good").iterdir():
+            (folder / f.name).write_bytes(f.read_bytes())
+        _edit_manifest(folder, lambda m: edit(json.loads(json.dumps(good))))
+        for open_it in (st.ActivationStore, lambda p: st.ActivationWriter(p, **resume),
+                        lambda p: st.harvest(p, [], lambda i: None, show_progress=False, **resume)):
+            err = assert_clear_error(open_it, folder, match=f"manifest.json: .*{match}")
+            assert isinstance(err, CorruptFileError) and Path(err.path) == folder / "manifest.json", match
+    err = assert_clear_error(st.ActivationStore, tmp_path / "nothing", match="no manifest.json")
+    assert not isinstance(err, CorruptFileError)
+
+
+def test_damaged_shard_and_ids_files_are_corrupt_file_errors(tmp_path):
+    """A listed file that is missing, has extra bytes, or a wrong dtype: CorruptFileError naming it."""
+    folder = _write(tmp_path / "s", _items()).path
+    shard, ids = folder / "shard_00001.npy", folder / "ids_00002.npy"
+    data = shard.read_bytes()
+    shard.write_bytes(data + b"\0" * 8)
+    assert_clear_error(st.ActivationStore, folder, match=r"shard_00001.npy: corrupt shard: \d+ bytes")
+    shard.unlink()
+    assert_clear_error(st.ActivationStore, folder, match="shard_00001.npy: shard listed in .*manifest.json is missing")
+    shard.write_bytes(data)
+    np.save(ids, np.load(ids).astype(np.int64))
+    s = st.ActivationStore(folder)
+    assert_clear_error(s.ids, match="ids_00002.npy: holds .*int64")
+    ids.unlink()
+    assert_clear_error(s.ids, match="ids_00002.npy: ids file listed in .*missing")
+
+
+def _overwrite_rows(f, value=7.0):
+    """Overwrite the last row of the float32 shard (or int32 ids) file f with finite values: same size."""
+    data = f.read_bytes()
+    arr = np.load(f)
+    tail = np.full(arr.shape[1], value, arr.dtype).tobytes()
+    f.write_bytes(data[: len(data) - len(tail)] + tail)
+
+
+def _crash_at(path, items, at):
+    """A harvest of `items` killed while computing item `at`: an unfinished store."""
+    def fn(i):
+        if i == at:
+            raise RuntimeError("killed")
+        return items[i]
+
+    with pytest.raises(RuntimeError, match="killed"):
+        st.harvest(path, list(range(len(items))), fn, d=8, shard_rows=20, with_ids=True, show_progress=False)
+    return path
+
+
+def test_finite_garbage_in_a_shard_is_refused_before_its_rows_are_used(tmp_path):
+    """A shard overwritten with finite values of the same size: a resumed harvest refuses it, the
+    default open refuses it before returning any of its rows, verify="full" at open, verify="size"
+    (opt-out) reads it. Ids files too, and old stores (crc32 only) by their crc32."""
+    items = _items(40)
+    folder = _crash_at(tmp_path / "s", items, 27)
+    before = (folder / "manifest.json").read_bytes()
+    _overwrite_rows(folder / "shard_00001.npy")
+    calls = []
+    err = assert_clear_error(st.harvest, folder, list(range(40)), lambda i: (calls.append(i), items[i])[1], d=8,
+                             shard_rows=20, with_ids=True, show_progress=False,
+                             match="shard_00001.npy: fails the SHA-256")
+    assert isinstance(err, CorruptFileError) and calls == [] and (folder / "manifest.json").read_bytes() == before
+    assert_clear_error(st.ActivationStore, folder, verify=True, match="shard_00001.npy: fails the SHA-256")
+    # lazily: the rows of the good shard 0 come out, then the error, before any row of shard 1
+    s = st.ActivationStore(folder)
+    got = []
+    with pytest.raises(CorruptFileError, match="shard_00001.npy"):
+        for b in s.batches(5, shuffle=False, buffer_rows=20, block_rows=20):
+            got.append(b)
+    x = np.concatenate([a for a, _ in items])
+    assert len(got) == 4 and np.array_equal(np.concatenate(got), x[:20])
+    assert_clear_error(s.rows, np.array([25]), match="shard_00001.npy")
+    assert_clear_error(lambda: s.shards, match="shard_00001.npy")
+    np.testing.assert_array_equal(s.rows(np.array([3])), x[[3]])
+    assert st.ActivationStore(folder, verify="size").rows(np.array([39]))[0, 1] == 7.0  # opted out: read as is
+    assert_clear_error(st.ActivationStore, folder, verify="yes", match="verify")
+    _overwrite_rows(folder / "ids_00000.npy", 5)
+    assert_clear_error(st.ActivationStore(folder).ids, match="ids_00000.npy: fails the SHA-256")
+    _edit_manifest(folder, lambda m: [[e.pop("sha256"), e.pop("ids_sha256")] for e in m["shards"]] and m)
+    assert_clear_error(st.ActivationStore(folder).ids, match="ids_00000.npy: fails the crc32")
+    assert_clear_error(lambda: next(st.ActivationStore(folder).batches(5)), match="shard_00001.npy: fails the crc32")
+
+
+EXIT_SCRIPT = """
+import sys
+import numpy as np
+from jsparse.sae import store as st
+from jsparse.sae.prefetch import Background
+w = st.ActivationWriter(sys.argv[1], 4, shard_rows=10, resume=False)
+w.add(np.arange(200, dtype=np.float32).reshape(50, 4), 0)
+w.close()
+s = st.ActivationStore(sys.argv[1])
+kept = [s.batches(3, buffer_rows=8, block_rows=4, threads=3), s.batches(3, threads=1), st.device_batches(s.batches(4))]
+stream = s.stream(3, buffer_rows=8, block_rows=4)
+print([next(it).shape for it in kept], stream.batch(0).shape, stream.batch(5).shape, next(Background(iter("ab"))))
+"""
+
+
+def test_open_readers_close_cleanly_at_exit(tmp_path):
+    """Generators from `batches` and `device_batches`, a `StoreStream` and a `Background` left open
+    when the interpreter exits: no "Exception ignored" (or anything else) on stderr."""
+    env = dict(os.environ, JSPARSE_PROGRESS="0", JAX_PLATFORMS="cpu")
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(tmp_path / "s")], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[(3, 4), (3, 4), (4, 4)] (3, 4) (3, 4) a", proc.stdout
+    assert proc.stderr == ""
+
+
+def test_batches_checks_arguments_at_call_and_stops_its_threads(tmp_path):
+    import threading
+
+    from jsparse.sae import prefetch
+
+    s = _write(tmp_path / "s", _items())
+    assert_clear_error(s.batches, 0, match="batch_size")  # at the call, not at the first next()
+    it = s.batches(3, threads=3)
+    next(it)
+    assert any(t.name.startswith("jsparse-store") for t in threading.enumerate())
+    prefetch._close_open()  # what runs at interpreter exit
+    assert not any(t.name.startswith("jsparse-store") for t in threading.enumerate())
+    assert list(it) == []

@@ -1,12 +1,15 @@
 """Store format stability: tiny stores written by the first version of the format (`fixtures/store_v1/`,
 made by `write_fixture` below) open, read the same batches in the same order and dtype as when they
-were written, and the writer still produces them byte for byte."""
+were written, and the writer still produces them byte for byte (the manifest gains only the SHA-256
+of each file, `sha256` and `ids_sha256`; the fixture predates them and is verified by its crc32)."""
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from jsparse.core import records
 from jsparse.sae import store as st
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1"
@@ -75,4 +78,12 @@ def test_writer_reproduces_v1_files(tmp_path, dtype):
     names = sorted(p.name for p in (FIXTURE / dtype).iterdir())
     assert sorted(p.name for p in (tmp_path / dtype).iterdir()) == names
     for name in names:
-        assert (tmp_path / dtype / name).read_bytes() == (FIXTURE / dtype / name).read_bytes(), name
+        if name != st.MANIFEST:
+            assert (tmp_path / dtype / name).read_bytes() == (FIXTURE / dtype / name).read_bytes(), name
+    # the manifest: the v1 bytes plus the SHA-256 of every file, which is the hash of that file's bytes
+    m = json.loads((tmp_path / dtype / st.MANIFEST).read_text())
+    for s in m["shards"]:
+        for name_key, sha_key in (("file", "sha256"), ("ids_file", "ids_sha256")):
+            assert s.pop(sha_key) == hashlib.sha256((FIXTURE / dtype / s[name_key]).read_bytes()).hexdigest()
+    records.write_json(tmp_path / "v1.json", m)
+    assert (tmp_path / "v1.json").read_bytes() == (FIXTURE / dtype / st.MANIFEST).read_bytes()

@@ -2,8 +2,9 @@
 batches, `StoreStream` gives the trainer `batch(i)` access, `device_batches` moves batches to the
 device ahead of compute.
 
-Opening checks every shard against the manifest (shape, dtype, size, optional crc32) and raises
-ValueError naming the file on any disagreement. `batches` streams shuffled batches: the rows of an
+Opening checks the manifest and every shard against it (header, shape, dtype, size), and the
+shards' recorded checksums are verified before their rows are used (`ActivationStore`'s `verify`);
+a damaged file raises `jsparse.CorruptFileError` naming it. `batches` streams shuffled batches: the rows of an
 epoch are cut into contiguous blocks, the block order is shuffled across all shards, and
 `buffer_rows` worth of blocks at a time are read into memory and permuted, so every row is seen
 exactly once per epoch while memory stays bounded. `device_batches` applies the normalisation on
@@ -11,37 +12,76 @@ the device (x * c with c = 1 / sqrt(mean ||x||^2), unit mean squared norm).
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Generator, Iterable, Iterator
 
 import numpy as np
 
-from ..prefetch import Background, OrderedMap, run_all
-from . import layout
+from ..prefetch import Background, OrderedMap, close_at_exit, run_all
+from . import checks, layout
 
 __all__ = ["ActivationStore", "StoreStream", "device_batches"]
 
 
 class ActivationStore:
     """Read a store folder. Attributes: d, dtype, num_tokens, norm_scale (c with E||c x||^2 = 1),
-    mean_sq_norm, model, layer, complete, manifest, shards (list of memmaps)."""
+    mean_sq_norm, model, layer, complete, manifest, verify, shards (list of memmaps).
 
-    def __init__(self, path, *, verify: bool = False):
+    Opening checks the manifest and every shard's header, shape, dtype and size. Checksums (the
+    SHA-256 the writer recorded per file; the crc32 for stores written before it was recorded):
+      verify="lazy" (default): each shard is hashed the first time rows of it are read through
+        this object (`batches`, `rows`, `shards`), before any of its rows is returned; ids files
+        when `ids()` reads them.
+      verify="full" (or True): every shard is hashed when the store is opened.
+      verify="size" (or False): no hashing; only the checks on opening.
+
+    Raises:
+      ValueError: `path` holds no manifest.json.
+      CorruptFileError: the manifest is damaged (not JSON, a missing or mistyped field), or a file
+        it lists is missing, truncated, disagrees with it, or fails its checksum (on opening, or at
+        the first read of that file with verify="lazy").
+    """
+
+    def __init__(self, path, *, verify: bool | str = "lazy"):
         self.path = Path(path)
-        m = layout.read_manifest(self.path)
-        mpath = self.path / layout.MANIFEST
+        self.verify = checks.verify_mode(verify)
+        m = checks.read_manifest(self.path)
         self.manifest = m
         self.d, self.dtype = int(m["d"]), str(m["dtype"])
         self.model, self.layer, self.complete = m["model"], m["layer"], bool(m["complete"])
-        self.shards = [layout.open_shard(self.path, s, self.d, self.dtype, verify) for s in m["shards"]]
-        rows = [s.shape[0] for s in self.shards]
-        if sum(rows) != m["num_tokens"]:
-            raise ValueError(f"{mpath}: num_tokens {m['num_tokens']} != {sum(rows)} rows in the shards")
+        self._maps = [checks.open_shard(self.path, s, self.d, self.dtype) for s in m["shards"]]
+        checks.check_totals(self.path, m)
         self.num_tokens = int(m["num_tokens"])
         self.mean_sq_norm = m["mean_sq_norm"]
         self.norm_scale = float(m["norm_scale"]) if m["norm_scale"] is not None else 1.0
-        self._offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a in self._maps])]).astype(np.int64)
+        self._checked: set[tuple[int, bool]] = set()  # (shard, ids) whose bytes matched their checksum
+        self._lock = threading.Lock()
+        if self.verify == "full":
+            for i in range(len(self._maps)):
+                self._verified(i)
+
+    def _verified(self, i: int, ids: bool = False) -> None:
+        """Hash shard i (or its ids file) once per store object unless verify="size"."""
+        i = int(i)
+        if self.verify == "size" or (i, ids) in self._checked:
+            return
+        with self._lock:  # batches may run in a background thread while the caller reads rows
+            if (i, ids) not in self._checked:
+                checks.check_bytes(self.path, self.manifest["shards"][i], ids=ids)
+                self._checked.add((i, ids))
+
+    def _shard(self, i: int) -> np.ndarray:
+        """The memmap of shard i, its bytes checked first (see the class docstring)."""
+        self._verified(i)
+        return self._maps[i]
+
+    @property
+    def shards(self) -> list[np.ndarray]:
+        """The (rows, d) memmaps of all shards, in order (each checked as its rows would be read)."""
+        return [self._shard(i) for i in range(len(self._maps))]
 
     def __len__(self) -> int:
         return self.num_tokens
@@ -55,7 +95,11 @@ class ActivationStore:
         """(num_tokens, 3) int32 (document, position, token id), if the store kept them."""
         if not self.manifest["with_ids"]:
             raise ValueError(f"{self.path / layout.MANIFEST}: this store has no ids")
-        out = [layout.open_ids(self.path, s) for s in self.manifest["shards"]]
+        out = []
+        for i, s in enumerate(self.manifest["shards"]):
+            a = checks.open_ids(self.path, s)
+            self._verified(i, ids=True)
+            out.append(a)
         return np.concatenate(out) if out else np.zeros((0, 3), np.int32)
 
     def rows(self, index: np.ndarray) -> np.ndarray:
@@ -65,13 +109,13 @@ class ActivationStore:
         out = np.empty((index.shape[0], self.d), self.dtype)
         for s in np.unique(shard):
             sel = shard == s
-            out[sel] = self.shards[s][index[sel] - self._offsets[s]]
+            out[sel] = self._shard(int(s))[index[sel] - self._offsets[s]]
         return out
 
     def _blocks(self, block_rows: int) -> np.ndarray:
         """(num_blocks, 3) [shard, start, stop] of contiguous row blocks covering every shard."""
         out = []
-        for i, sh in enumerate(self.shards):
+        for i, sh in enumerate(self._maps):
             n = sh.shape[0]
             starts = np.arange(0, n, block_rows)
             out.append(np.stack([np.full_like(starts, i), starts, np.minimum(starts + block_rows, n)], 1))
@@ -80,7 +124,7 @@ class ActivationStore:
     def batches(self, batch_size: int, *, seed: int = 0, epochs: int | None = 1, start_batch: int = 0,
                 buffer_rows: int = 1 << 18, block_rows: int = 4096, drop_last: bool = True,
                 outlier_factor: float | None = None, shuffle: bool = True,
-                threads: int = 2, dtype=None, scale: float | None = None) -> Iterator[np.ndarray]:
+                threads: int = 2, dtype=None, scale: float | None = None) -> Generator[np.ndarray, None, None]:
         """Shuffled (batch_size, d) host batches in the store dtype, every row once per epoch.
 
         Each epoch draws a permutation of contiguous `block_rows` blocks over all shards; blocks are
@@ -95,18 +139,28 @@ class ActivationStore:
         gathered ahead of the consumer; 1 = all in the calling thread. Same batches either way.
         dtype, scale: yield `batch.astype(dtype) * scale` (computed in the worker threads; e.g.
         float32 at unit mean squared norm for training); default: the store dtype, unscaled.
+        The arguments are checked here (ValueError); the returned generator reads lazily. Close it
+        (or let it finish) to stop its worker threads; one still open at interpreter exit is closed then.
+        With verify="lazy" a shard's checksum is checked before the first batch holding its rows,
+        so a damaged shard raises CorruptFileError from `next` instead of yielding its rows.
         """
         if batch_size < 1 or buffer_rows < 1 or block_rows < 1 or threads < 1:
             raise ValueError("batch_size, buffer_rows, block_rows and threads must be >= 1")
-        pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+        post = None
+        if dtype is not None or scale is not None:
+            out_dtype = np.dtype(self.dtype if dtype is None else dtype)
+            c = np.asarray(1.0 if scale is None else scale, out_dtype)
+            post = lambda x: np.multiply(x, c, dtype=out_dtype)  # noqa: E731  (one pass: cast and scale)
+        args = (threads, batch_size, seed, epochs, start_batch, buffer_rows, block_rows, drop_last, outlier_factor,
+                shuffle, post)
+        return close_at_exit(self._pooled(*args))
+
+    def _pooled(self, threads, *args):
+        """`_batches` with a pool of `threads` workers (none for 1), shut down when the generator
+        finishes or is closed (at the latest at interpreter exit: `close_at_exit`)."""
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jsparse-store") if threads > 1 else None
         try:
-            post = None
-            if dtype is not None or scale is not None:
-                out_dtype = np.dtype(self.dtype if dtype is None else dtype)
-                c = np.asarray(1.0 if scale is None else scale, out_dtype)
-                post = lambda x: np.multiply(x, c, dtype=out_dtype)  # noqa: E731  (one pass: cast and scale)
-            yield from self._batches(pool, threads, batch_size, seed, epochs, start_batch, buffer_rows, block_rows,
-                                     drop_last, outlier_factor, shuffle, post)
+            yield from self._batches(pool, threads, *args)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -142,7 +196,7 @@ class ActivationStore:
                     buf = np.empty((n_tot, self.d), self.dtype)
                 buf[:carry.shape[0]] = carry
                 starts = carry.shape[0] + np.concatenate([[0], np.cumsum(fill[:, 2] - fill[:, 1])])
-                copies = [(buf[p:p + b - a], self.shards[s][a:b]) for p, (s, a, b) in zip(starts, fill)]
+                copies = [(buf[p:p + b - a], self._shard(s)[a:b]) for p, (s, a, b) in zip(starts, fill)]
                 run_all(lambda dst_src: np.copyto(*dst_src), copies, pool)
                 data = buf[:n_tot]
                 if limit is not None:
@@ -168,7 +222,7 @@ class ActivationStore:
         out = np.empty((keep.shape[0], self.d), self.dtype)
         for r, k in enumerate(keep):
             j = np.searchsorted(offs, k, side="right") - 1
-            out[r] = carry[k] if j == 0 else self.shards[fill[j - 1, 0]][fill[j - 1, 1] + k - offs[j]]
+            out[r] = carry[k] if j == 0 else self._shard(fill[j - 1, 0])[fill[j - 1, 1] + k - offs[j]]
         return out
 
     def stream(self, batch_size: int, **kw) -> "StoreStream":
@@ -185,6 +239,8 @@ class StoreStream:
 
     def batch(self, i: int) -> np.ndarray:
         if self._it is None or i != self._next:
+            if self._it is not None:
+                self._it.close()  # stop the previous reader's threads now, not when it is collected
             scale = self.store.norm_scale if self.normalize else None
             self._it = self.store.batches(self.batch_size, seed=self.seed, epochs=None, start_batch=i,
                                           dtype=np.float32, scale=scale, **self.kw)
@@ -211,7 +267,12 @@ def device_batches(batches: Iterable[np.ndarray], *, scale: float = 1.0, dtype=N
             x = conv(x, c)
         return jax.block_until_ready(x)
 
-    ahead = Background(map(put, batches), size)
+    return close_at_exit(_ahead(map(put, batches), size))
+
+
+def _ahead(source: Iterator, size: int) -> Iterator:
+    """Yield from a `Background(source, size)` started at the first `next`; closing stops its thread."""
+    ahead = Background(source, size)
     try:
         yield from ahead
     finally:

@@ -3,7 +3,8 @@ over a sequence of source items and resumes after a crash.
 
 Each full shard is written atomically (temp file + rename), then the manifest is rewritten
 atomically, so a crash leaves every shard the manifest lists complete and valid. The manifest
-also records the harvest cursor (the source item and the row within it where the next shard
+records each file's SHA-256 (checked before a harvest resumes and when the store is read) and the
+harvest cursor (the source item and the row within it where the next shard
 starts), so that `harvest` resumes without recomputing finished items.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from jsparse.core import records
 
-from . import layout
+from . import checks, layout
 from .reader import ActivationStore
 
 __all__ = ["ActivationWriter", "harvest"]
@@ -28,7 +29,9 @@ class ActivationWriter:
       path: the store folder (created). d: feature dimension. dtype: "float32" or "float16".
       shard_rows: rows per shard (the last shard may be shorter). model, layer: provenance.
       meta: any extra JSON-able provenance. with_ids: also keep (doc, pos, token) per row.
-      resume: reopen an existing unfinished store with the same settings (else ValueError).
+      resume: reopen an existing unfinished store with the same settings (else ValueError). Every
+        shard and ids file it lists is first checked against the checksum in its manifest
+        (CorruptFileError naming a damaged or missing file; delete the store to harvest it again).
     """
 
     def __init__(self, path, d: int, *, dtype: str = "float32", shard_rows: int = 65536, model: str = "",
@@ -42,22 +45,35 @@ class ActivationWriter:
         self.settings: dict[str, Any] = dict(format=layout.FORMAT, model=str(model), layer=layer, dtype=dtype, d=int(d),
                              shard_rows=int(shard_rows), with_ids=bool(with_ids), meta=records.to_builtin(meta or {}))
         self.manifest: dict[str, Any] = layout.new_manifest(self.settings)
-        mpath = self.path / layout.MANIFEST
-        if mpath.exists():
-            old = records.read_json(mpath)
-            same = {k: old.get(k) for k in self.settings} == records.to_builtin(self.settings)
-            if not resume or not same:
-                why = "resume=False" if not resume else "its settings differ"
-                raise ValueError(f"path: {mpath} already holds a store and {why} "
-                                 f"(stored {({k: old.get(k) for k in self.settings})}, requested {self.settings})")
-            self.manifest = old
-            for s in old["shards"]:  # a completed shard that vanished or changed is an error
-                layout.open_shard(self.path, s, old["d"], old["dtype"], verify=False)
+        if (self.path / layout.MANIFEST).exists():
+            self.manifest = self._reopen(resume)
         self._buf: list[np.ndarray] = []
         self._ids: list[np.ndarray] = []
         self._rows = 0
         # the item being added and how many of its rows are written or buffered (resume: the cursor)
         self._item, self._item_rows = self.manifest["cursor"]
+
+    def _reopen(self, resume: bool) -> dict[str, Any]:
+        """The manifest of the store already at `path`, checked: same settings (else ValueError), and,
+        when more rows will be appended, every listed shard and ids file verified against its
+        checksum (CorruptFileError naming the damaged file)."""
+        mpath = self.path / layout.MANIFEST
+        old = checks.read_manifest(self.path)
+        stored = {k: old.get(k) for k in self.settings}
+        if not resume or stored != records.to_builtin(self.settings):
+            why = "resume=False" if not resume else "its settings differ"
+            raise ValueError(f"path: {mpath} already holds a store and {why} "
+                             f"(stored {stored}, requested {self.settings})")
+        for s in old["shards"]:  # a completed shard that vanished or changed is an error
+            checks.open_shard(self.path, s, old["d"], old["dtype"])
+            if old["with_ids"]:
+                checks.open_ids(self.path, s)
+            if not old["complete"]:  # resuming: rows are appended after these, so they must be intact
+                checks.check_bytes(self.path, s)
+                if old["with_ids"]:
+                    checks.check_bytes(self.path, s, ids=True)
+        checks.check_totals(self.path, old)
+        return old
 
     @property
     def complete(self) -> bool:
@@ -106,12 +122,12 @@ class ActivationWriter:
             return
         i = len(self.manifest["shards"])
         x = np.concatenate(self._buf).astype(self.settings["dtype"], copy=False)
-        entry = dict(file=layout.shard_name(i), rows=int(x.shape[0]),
-                     crc32=layout.save_npy(self.path / layout.shard_name(i), x),
+        crc, sha = layout.save_npy(self.path / layout.shard_name(i), x)
+        entry = dict(file=layout.shard_name(i), rows=int(x.shape[0]), crc32=crc, sha256=sha,
                      sum_sq_norm=float(np.sum(np.square(x, dtype=np.float64))))
         if self.settings["with_ids"]:
-            entry["ids_file"] = layout.ids_name(i)
-            entry["ids_crc32"] = layout.save_npy(self.path / layout.ids_name(i), np.concatenate(self._ids))
+            crc, sha = layout.save_npy(self.path / layout.ids_name(i), np.concatenate(self._ids))
+            entry.update(ids_file=layout.ids_name(i), ids_crc32=crc, ids_sha256=sha)
         layout.add_shard(self.manifest, entry, next_cursor)
         records.write_json(self.path / layout.MANIFEST, self.manifest)
         self._buf, self._ids, self._rows = [], [], 0
