@@ -19,12 +19,14 @@ rows D = a * w_dec) with the scale folded in (so `normalize_activations` = "none
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from jsparse.core.errors import CorruptFileError
+from jsparse.core.records import read_json, write_json
 
 from .model import SAE, present
 
@@ -88,40 +90,78 @@ def export_saelens(model: SAE, folder, *, model_name: str = "", hook_name: str =
     tmp = folder / (WEIGHTS + ".tmp")
     save_file(tensors, str(tmp))
     tmp.replace(folder / WEIGHTS)
-    from jsparse.core.records import write_json
-
     write_json(folder / CFG, cfg)
     return folder
 
 
-def read_saelens(folder) -> tuple[dict, dict[str, np.ndarray]]:
-    """(cfg, tensors) of a SAELens folder, checked: ValueError naming the file on missing tensors
-    or shapes that disagree with cfg.json."""
-    from safetensors.numpy import load_file
+def _int_field(path: Path, cfg: dict, key: str, lo: int = 1) -> int:
+    """cfg[key] as an int >= lo; CorruptFileError naming cfg.json when missing or not such an integer."""
+    if key not in cfg:
+        raise CorruptFileError(path, f"missing field {key!r}")
+    v = cfg[key]
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        raise CorruptFileError(path, f"field {key!r} is {v!r}, expected an integer >= {lo}")
+    return v
 
-    folder = Path(folder)
-    cfg = json.loads((folder / CFG).read_text())
+
+def _read_cfg(path: Path) -> tuple[dict, int, int]:
+    """(cfg, d_in, d_sae) of a SAELens cfg.json that jsparse can use; CorruptFileError otherwise."""
+    cfg = read_json(path, "SAELens cfg.json")
+    if not isinstance(cfg, dict):
+        raise CorruptFileError(path, f"holds a {type(cfg).__name__}, expected a JSON object")
+    d, m = _int_field(path, cfg, "d_in"), _int_field(path, cfg, "d_sae")
     arch = cfg.get("architecture", "standard")
     if arch not in ("standard", "jumprelu", "topk"):
-        raise ValueError(f"{folder / CFG}: architecture {arch!r} not supported (standard, jumprelu, topk)")
+        raise CorruptFileError(path, f"architecture {arch!r} not supported (standard, jumprelu, topk)")
+    if arch == "topk" and _int_field(path, cfg, "k") > m:
+        raise CorruptFileError(path, f"field 'k' is {cfg['k']}, more than d_sae={m}")
     if cfg.get("normalize_activations", "none") != "none":
-        raise ValueError(f"{folder / CFG}: normalize_activations={cfg['normalize_activations']!r}; fold the scaling "
-                         "into the weights first")
+        raise CorruptFileError(path, f"normalize_activations={cfg['normalize_activations']!r} not supported; "
+                                     "fold the scaling into the weights first")
     if not cfg.get("apply_b_dec_to_input", True):
-        raise ValueError(f"{folder / CFG}: apply_b_dec_to_input=False is not supported")
+        raise CorruptFileError(path, "apply_b_dec_to_input=False is not supported")
+    return cfg, d, m
+
+
+def _read_weights(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file; CorruptFileError when it is truncated or not safetensors."""
+    from safetensors.numpy import load_file
+
     try:
-        W = load_file(str(folder / WEIGHTS))
-    except Exception as err:
-        raise ValueError(f"{folder / WEIGHTS}: unreadable ({err})") from None
-    d, m = int(cfg["d_in"]), int(cfg["d_sae"])
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # safetensors raises its own SafetensorError (not a ValueError) on damage
+        raise CorruptFileError(path, f"unreadable safetensors file ({type(err).__name__}: {err})") from None
+
+
+def read_saelens(folder) -> tuple[dict, dict[str, np.ndarray]]:
+    """(cfg, tensors) of a SAELens folder, checked.
+
+    Raises:
+      FileNotFoundError: cfg.json or sae_weights.safetensors is missing.
+      CorruptFileError (a ValueError) naming the file and the fault: cfg.json is not JSON, lacks
+        d_in, d_sae (or k for topk) or asks for what jsparse cannot run; the weights file is
+        truncated or not safetensors, misses a tensor, or holds one of another shape, a non-float
+        dtype, or NaN/Inf values.
+    """
+    folder = Path(folder)
+    cfg, d, m = _read_cfg(folder / CFG)
+    wpath = folder / WEIGHTS
+    W = _read_weights(wpath)
     want = dict(W_enc=(d, m), W_dec=(m, d), b_enc=(m,), b_dec=(d,))
-    if arch == "jumprelu":
+    if cfg.get("architecture", "standard") == "jumprelu":
         want["threshold"] = (m,)
     for k, shape in want.items():
         if k not in W:
-            raise ValueError(f"{folder / WEIGHTS}: missing tensor {k!r}")
+            raise CorruptFileError(wpath, f"missing tensor {k!r}")
         if tuple(W[k].shape) != shape:
-            raise ValueError(f"{folder / WEIGHTS}: {k} has shape {W[k].shape}, cfg.json implies {shape}")
+            raise CorruptFileError(wpath, f"{k} has shape {W[k].shape}, cfg.json implies {shape}")
+        if not np.issubdtype(W[k].dtype, np.floating):
+            raise CorruptFileError(wpath, f"{k} has dtype {W[k].dtype}, expected a float dtype")
+        if not np.all(np.isfinite(W[k])):
+            raise CorruptFileError(wpath, f"{k} holds NaN or Inf values")
+    cfg.setdefault("architecture", "standard")
     return cfg, W
 
 

@@ -73,3 +73,48 @@ def test_positive_gba_bias_refused_and_bad_folder_named(tmp_path):
     (f / "cfg.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="sae_weights.safetensors.*W_enc"):
         saelens.load_saelens(f)
+
+
+def test_damaged_folder_is_a_corrupt_file_error_naming_the_file(tmp_path):
+    """Every damaged cfg.json or weights file: jsparse.CorruptFileError naming the file and the fault
+    (not JSONDecodeError, KeyError or safetensors' own error); a missing file: FileNotFoundError."""
+    from safetensors.numpy import load_file, save_file
+
+    from jsparse import CorruptFileError
+    from tests.contract import assert_clear_error
+
+    f = saelens.export_saelens(_model("topk"), tmp_path / "t")
+    cfg_text, weights = (f / "cfg.json").read_text(), (f / "sae_weights.safetensors").read_bytes()
+    W = load_file(str(f / "sae_weights.safetensors"))
+
+    def cfg_with(**kw):
+        c = dict(json.loads(cfg_text), **kw)
+        return json.dumps({k: v for k, v in c.items() if v is not None})
+
+    cfg_cases = [(cfg_text[:40], "cfg.json: unreadable SAELens cfg.json"), ("[1, 2]", "cfg.json: holds a list"),
+                 (cfg_with(d_in=None), "cfg.json: missing field 'd_in'"),
+                 (cfg_with(d_sae="10"), "cfg.json: field 'd_sae' is '10'"),
+                 (cfg_with(k=None), "cfg.json: missing field 'k'"), (cfg_with(k=11), "cfg.json: field 'k' is 11"),
+                 (cfg_with(architecture="gated"), "cfg.json: architecture 'gated'"),
+                 (cfg_with(normalize_activations="expected_average_only_in"), "cfg.json: normalize_activations")]
+    weight_cases = [(weights[: len(weights) // 2], "unreadable safetensors file"), (b"\x00" * 7, "unreadable"),
+                    (dict(W, W_dec=W["W_dec"].T.copy()), r"W_dec has shape \(6, 10\), cfg.json implies \(10, 6\)"),
+                    ({k: v for k, v in W.items() if k != "b_enc"}, "missing tensor 'b_enc'"),
+                    (dict(W, b_dec=W["b_dec"].astype(np.int32)), "b_dec has dtype int32"),
+                    (dict(W, b_enc=np.full_like(W["b_enc"], np.nan)), "b_enc holds NaN")]
+    for text, match in cfg_cases:
+        (f / "cfg.json").write_text(text)
+        for read in (saelens.read_saelens, saelens.load_saelens):
+            err = assert_clear_error(read, f, match=match)
+            assert isinstance(err, CorruptFileError) and err.path == str(f / "cfg.json")
+    (f / "cfg.json").write_text(cfg_text)
+    for content, match in weight_cases:
+        if isinstance(content, bytes):
+            (f / "sae_weights.safetensors").write_bytes(content)
+        else:
+            save_file(content, str(f / "sae_weights.safetensors"))
+        err = assert_clear_error(saelens.load_saelens, f, match="sae_weights.safetensors: " + match)
+        assert isinstance(err, CorruptFileError) and err.path == str(f / "sae_weights.safetensors")
+    (f / "sae_weights.safetensors").unlink()
+    with pytest.raises(FileNotFoundError):
+        saelens.read_saelens(f)
