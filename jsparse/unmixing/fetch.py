@@ -77,7 +77,7 @@ def search_folders(root=None) -> list[Path]:
 
 
 def _download_command(name: str) -> str:
-    return f"python -m jsparse.unmixing.data {name}  (or jsparse.unmixing.download_dataset({name!r}))"
+    return f"python -m jsparse.unmixing.data {name} (or jsparse.unmixing.download_dataset({name!r}))"
 
 
 def find_file(name: str, fname: str, root=None) -> Path:
