@@ -213,7 +213,8 @@ def _run(out_dir: Path, quick: bool, resume: bool, data_root, **options) -> str:
     summary = _head(cfg, quick, notes) + table + "\nFigures: " + ", ".join(names) + "\n"
     (out_dir / "summary.md").write_text(summary)
     records.write_json(out_dir / "results.json", {
-        "settings": cfg, "quick": quick, "data_root": str(root), "seeds": list(range(cfg["seeds"])),
+        "settings": cfg, "quick": quick, "data_root": None if root is None else str(root),
+        "seeds": list(range(cfg["seeds"])),
         "methods": {m: kw for m, (_, kw) in METHODS.items()}, "environment": records.environment(),
         "cells": {f"{s} | {m}": v for (s, m), v in cells.items()}, "notes": notes,
     })
