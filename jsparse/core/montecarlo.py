@@ -16,8 +16,15 @@
   device maps its own slice. A chunk is padded to a multiple of the device count and the padding
   is discarded, so checkpoints and results do not depend on the number of devices.
 * With `out_dir`, each finished chunk is saved atomically; a sweep killed at any point and started
-  again with the same settings loads the saved chunks and computes only the rest. A folder holding
-  a sweep with other settings is refused with a ValueError (nothing is overwritten).
+  again with the same settings loads the saved chunks and computes only the rest (bit-identical
+  to an uninterrupted run). `out_dir/name/manifest.json` records every setting the numbers depend
+  on -- the trial function's code fingerprint (`jsparse.core.code_fingerprint`: its bytecode,
+  defaults, captured values and the helpers and globals it uses, not only its name), the grid,
+  key, trials, chunking, 64-bit mode, backend and JAX version. A folder whose manifest differs,
+  or which holds chunks without a manifest, is refused with a ValueError saying what differs
+  (`on_mismatch="recompute"` deletes it and computes afresh instead); old numbers are never
+  returned for new settings. Each chunk carries a SHA-256 checksum and a seal tying it to the
+  manifest and its position; a chunk failing either raises `CorruptFileError` naming the file.
 * Outputs: `arrays[name]` of shape (*grid_shape, num_trials, *leaf_shape), and tidy `records`
   (one dict per grid point and trial, with the scalar outputs), plus `meta` (settings, seed,
   environment, compile and run seconds). With `out_dir` these are also written as
@@ -39,6 +46,8 @@ from jax.sharding import PartitionSpec as P
 from jsparse.core import distributed
 from jsparse.core import records as rec
 from jsparse.core import sweep_layout as L
+from jsparse.core import sweep_store as store
+from jsparse.core.code_fingerprint import code_fingerprint
 from jsparse.core.progress import progress as progress_bar
 
 __all__ = ["SweepResult", "sweep", "load_finished", "trial_keys", "TRIAL_AXIS", "trial_mesh"]
@@ -145,45 +154,44 @@ def _fetch(tree: Any) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in tree.items()}
 
 
-def _chunk_path(folder: Path, s: int, c: int) -> Path:
-    return folder / "chunks" / f"static{s:03d}_chunk{c:05d}.npz"
-
-
-def load_finished(out_dir: str | Path, name: str, static_index: int = 0) -> dict[str, np.ndarray] | None:
+def load_finished(out_dir: str | Path, name: str, static_index: int = 0,
+                  trial_fn: Callable | None = None) -> dict[str, np.ndarray] | None:
     """Outputs of the contiguous prefix of finished chunks of a sweep, or None if there are none.
 
     For sweeps killed before the end (or still running elsewhere): the arrays of chunks 0, 1, ...
     of static combination `static_index`, concatenated along the item axis (numeric grid point
-    major, trial minor). Reads only what `sweep(..., out_dir=out_dir, name=name)` saved.
+    major, trial minor). Reads only what `sweep(..., out_dir=out_dir, name=name)` saved; every
+    chunk's checksum and seal are checked against the folder's manifest.
+
+    Args:
+      trial_fn: when given, the saved sweep must have been computed by this code (same code
+        fingerprint), else ValueError.
+
+    Raises:
+      ValueError: chunks without a manifest, or a `trial_fn` other than the saved one's.
+      CorruptFileError: a damaged, replaced or foreign chunk, or an unreadable manifest.
     """
     folder = Path(out_dir) / name
+    manifest = store.read_manifest(folder)
+    if manifest is None:
+        if any((folder / "chunks").glob("static*_chunk*.npz")):
+            raise ValueError(f"out_dir: {folder} holds sweep chunks but no {store.MANIFEST}; they cannot be checked")
+        return None
+    if trial_fn is not None and manifest.get("trial_fn_code") != code_fingerprint(trial_fn):
+        raise ValueError(f"trial_fn: the sweep in {folder} was computed by other code "
+                         f"(fingerprint {manifest.get('trial_fn_code')}, now {code_fingerprint(trial_fn)})")
+    digest = store.manifest_digest(manifest)
     pieces = []
-    while _chunk_path(folder, static_index, len(pieces)).exists():
-        pieces.append(rec.load_arrays(_chunk_path(folder, static_index, len(pieces))))
+    while store.chunk_path(folder, static_index, len(pieces)).exists():
+        c = len(pieces)
+        pieces.append(store.load_chunk(store.chunk_path(folder, static_index, c), digest, static_index, c))
     if not pieces:
         return None
     return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
 
-def _open_folder(out_dir, name, settings) -> Path | None:
-    """The sweep's folder with its manifest checked (or written); None without out_dir."""
-    if out_dir is None:
-        return None
-    folder = Path(out_dir) / name
-    manifest = folder / "manifest.json"
-    if manifest.exists():
-        saved = rec.read_json(manifest)
-        if saved != rec.to_builtin(settings):
-            raise ValueError(
-                f"out_dir: {folder} holds a sweep with different settings ({manifest}); "
-                "use another out_dir/name or delete that folder"
-            )
-    elif jax.process_index() == 0:
-        rec.write_json(manifest, settings)
-    return folder
-
-
 class _Timing(NamedTuple):
+    digest: str  # of the manifest: seals every chunk
     compile_seconds: dict
     run_seconds: list  # one-element accumulator
     computed: list
@@ -196,9 +204,9 @@ def _run_static(trial_fn, plan: L.Plan, s: int, folder, bar, timing: _Timing) ->
     program, compiled = _chunk_program(trial_fn, plan.numeric, static_values, plan.batch_size, plan.mesh), None
     pieces = []
     for c in range(plan.n_chunks):
-        path = None if folder is None else _chunk_path(folder, s, c)
+        path = None if folder is None else store.chunk_path(folder, s, c)
         if path is not None and path.exists():
-            pieces.append(rec.load_arrays(path))
+            pieces.append(store.load_chunk(path, timing.digest, s, c))
             continue
         args = L.chunk_args(plan, c)
         if compiled is None:
@@ -213,11 +221,28 @@ def _run_static(trial_fn, plan: L.Plan, s: int, folder, bar, timing: _Timing) ->
         n_real = min(plan.chunk_size, plan.n_items - c * plan.chunk_size)
         out = {k: v[:n_real] for k, v in _fetch(out).items()}  # drop the padding
         if path is not None and jax.process_index() == 0:  # one process writes files
-            rec.save_arrays(path, out)
+            store.save_chunk(path, timing.digest, s, c, out)
         pieces.append(out)
         timing.computed[0] += 1
         bar.update(1)
     return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+
+def _manifest(trial_fn, grid, num_trials, chunk_size, batch_size, key_record, name) -> dict[str, Any]:
+    """Every setting the saved chunks depend on (see `jsparse.core.sweep_store`)."""
+    target = getattr(trial_fn, "func", trial_fn)  # functools.partial
+    label = getattr(target, "__qualname__", type(target).__qualname__)
+    return {"name": name, "trial_fn": label, "trial_fn_code": code_fingerprint(trial_fn), "grid": grid,
+            "num_trials": int(num_trials), "chunk_size": int(chunk_size),
+            "batch_size": None if batch_size is None else int(batch_size), "key": key_record,
+            "x64": bool(jax.config.read("jax_enable_x64")), "backend": jax.default_backend(), "jax": jax.__version__}
+
+
+def _write_results(folder: Path | None, arrays, records, meta) -> None:
+    if folder is not None and jax.process_index() == 0:
+        rec.save_arrays(folder / "arrays.npz", arrays)
+        rec.write_json(folder / "records.json", records)
+        rec.write_json(folder / "meta.json", meta)
 
 
 def sweep(
@@ -230,6 +255,7 @@ def sweep(
     batch_size: int | None = None,
     out_dir: str | Path | None = None,
     name: str = "sweep",
+    on_mismatch: str = "raise",
     progress: bool | None = None,
     devices: Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]  # untyped alias of a compiled class
     mesh: Mesh | None = None,
@@ -245,22 +271,29 @@ def sweep(
         devices None means 1, see docs/troubleshooting.md).
       out_dir: folder for checkpoints and results (`out_dir/name/`); None keeps everything in memory.
       name: sweep name (sub-folder of out_dir).
+      on_mismatch: what to do when `out_dir/name/` holds a sweep whose manifest differs from this
+        call's settings (including the trial function's code fingerprint), or chunks without a
+        manifest: "raise" (default) raises ValueError listing what differs; "recompute" deletes
+        that sweep's files (chunks, manifest, results) and computes afresh. Saved numbers of other
+        settings or code are never returned.
       progress: show a progress bar over chunks (default: on unless JSPARSE_PROGRESS=0).
       devices: devices to split each chunk over (default: all devices).
       mesh: explicit device mesh with an axis named "trials" (instead of `devices`).
+
+    Raises:
+      ValueError: bad arguments, or a folder of other settings with `on_mismatch="raise"`.
+      CorruptFileError: a saved chunk or manifest is damaged, replaced or foreign (names the file).
     """
     grid = _validate(grid, num_trials, chunk_size, batch_size)
     mesh = trial_mesh(devices, mesh)
     base_key, key_record = _as_key(key)
     plan = L.make_plan(grid, num_trials, chunk_size, batch_size, mesh, base_key)
-    settings = {"name": name, "trial_fn": getattr(trial_fn, "__qualname__", repr(trial_fn)), "grid": grid,
-                "num_trials": int(num_trials), "chunk_size": int(chunk_size), "key": key_record}
-    folder = _open_folder(out_dir, name, settings)
+    settings = _manifest(trial_fn, grid, num_trials, chunk_size, batch_size, key_record, name)
+    folder, digest = store.open_folder(out_dir, name, settings, on_mismatch)
     n_static = len(plan.static_combos)
-    done = sum(1 for s in range(n_static) for c in range(plan.n_chunks)
-               if folder is not None and _chunk_path(folder, s, c).exists())
+    done = store.count_chunks(folder, n_static, plan.n_chunks)
     bar = progress_bar(total=n_static * plan.n_chunks, desc=f"sweep {name}", enabled=progress, initial=done)
-    timing = _Timing({}, [0.0], [0])
+    timing = _Timing(digest, {}, [0.0], [0])
     try:
         per_static = [_run_static(trial_fn, plan, s, folder, bar, timing) for s in range(n_static)]
     finally:
@@ -271,8 +304,5 @@ def sweep(
     meta = dict(settings, environment=rec.environment(), chunks_computed=computed,
                 chunks_loaded=n_static * plan.n_chunks - computed, compile_seconds=timing.compile_seconds,
                 run_seconds=timing.run_seconds[0], dispatches=computed, device_count=int(mesh.shape[TRIAL_AXIS]))
-    if folder is not None and jax.process_index() == 0:
-        rec.save_arrays(folder / "arrays.npz", arrays)
-        rec.write_json(folder / "records.json", records)
-        rec.write_json(folder / "meta.json", meta)
+    _write_results(folder, arrays, records, meta)
     return SweepResult(arrays, records, dict(grid), meta)
