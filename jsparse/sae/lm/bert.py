@@ -14,7 +14,6 @@ attention-mask mean of h_L (sentence-transformers' pooling for all-MiniLM-L6-v2)
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,6 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from jsparse.core.errors import CorruptFileError
+from jsparse.core.records import read_json
 
 __all__ = ["BertConfig", "Bert", "forward", "layer_activations", "load_bert", "load_tokenizer", "encode_texts",
            "require_lm"]
@@ -50,14 +52,27 @@ class BertConfig(NamedTuple):
 
     @classmethod
     def from_json(cls, path) -> "BertConfig":
-        d = json.loads(Path(path).read_text())
+        """The config of a Hugging Face `config.json`; CorruptFileError naming it when it is not JSON,
+        lacks a field, holds a field of the wrong type or a setting this encoder does not implement."""
+        d = read_json(path, "BERT config.json")
+        if not isinstance(d, dict):
+            raise CorruptFileError(path, f"holds a {type(d).__name__}, expected a JSON object")
         missing = [k for k in cls._fields[:5] if k not in d]
         if missing:
-            raise ValueError(f"{path}: config lacks {missing}")
+            raise CorruptFileError(path, f"config lacks {missing}")
+        for k in cls._fields[:7]:
+            if k in d and (not isinstance(d[k], int) or isinstance(d[k], bool) or d[k] < 1):
+                raise CorruptFileError(path, f"field {k!r} is {d[k]!r}, expected an integer >= 1")
+        eps = d.get("layer_norm_eps", 1e-12)
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
+            raise CorruptFileError(path, f"field 'layer_norm_eps' is {eps!r}, expected a number >= 0")
+        if d["hidden_size"] % d["num_attention_heads"]:
+            raise CorruptFileError(path, f"hidden_size {d['hidden_size']} is not a multiple of num_attention_heads "
+                                         f"{d['num_attention_heads']}")
         if d.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError(f"{path}: only absolute position embeddings are supported")
+            raise CorruptFileError(path, "only absolute position embeddings are supported")
         if d.get("hidden_act", "gelu") not in ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu"):
-            raise ValueError(f"{path}: unsupported hidden_act {d.get('hidden_act')!r}")
+            raise CorruptFileError(path, f"unsupported hidden_act {d.get('hidden_act')!r}")
         return cls(**{k: d[k] for k in cls._fields if k in d})
 
 
@@ -200,8 +215,14 @@ def _mapping(c: BertConfig) -> dict[str, tuple]:
 
 def load_bert(folder, *, dtype=jnp.float32) -> Bert:
     """A `Bert` with the weights of `folder/model.safetensors` (HF BertModel names; a `bert.`
-    prefix, as in BertForMaskedLM checkpoints, is stripped). A missing pooler is left at zero;
-    any other missing tensor or a shape mismatch raises ValueError naming the file."""
+    prefix, as in BertForMaskedLM checkpoints, is stripped). A missing pooler is left at zero.
+
+    Raises:
+      FileNotFoundError: config.json or model.safetensors is missing.
+      CorruptFileError (a ValueError) naming the file and the fault: a damaged config.json (see
+        `BertConfig.from_json`), a truncated or non-safetensors weights file, a missing tensor, or
+        one of another shape or a non-float dtype.
+    """
     require_lm()
     from safetensors.numpy import load_file
 
@@ -210,30 +231,41 @@ def load_bert(folder, *, dtype=jnp.float32) -> Bert:
     f = folder / "model.safetensors"
     try:
         w = load_file(str(f))
-    except Exception as err:
-        raise ValueError(f"{f}: unreadable safetensors file ({err})") from None
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # safetensors raises its own SafetensorError (not a ValueError) on damage
+        raise CorruptFileError(f, f"unreadable safetensors file ({type(err).__name__}: {err})") from None
     w = {(k[5:] if k.startswith("bert.") else k): v for k, v in w.items()}
     model = Bert(c, dtype=dtype)
     for name, path in _mapping(c).items():
         if name not in w:
             if name.startswith("pooler."):
                 continue
-            raise ValueError(f"{f}: missing tensor {name!r}")
+            raise CorruptFileError(f, f"missing tensor {name!r}")
         obj: Any = model  # walked down to the nnx.Param that holds the tensor
         for p in path:
             obj = obj[p] if isinstance(p, int) else getattr(obj, p)
         if tuple(obj.shape) != tuple(w[name].shape):
-            raise ValueError(f"{f}: tensor {name!r} has shape {w[name].shape}, config.json implies {obj.shape}")
+            raise CorruptFileError(f, f"tensor {name!r} has shape {w[name].shape}, config.json implies {obj.shape}")
+        if not np.issubdtype(w[name].dtype, np.floating):
+            raise CorruptFileError(f, f"tensor {name!r} has dtype {w[name].dtype}, expected a float dtype")
         obj[...] = jnp.asarray(w[name], dtype)
     return model
 
 
 def load_tokenizer(folder, max_length: int = 128):
-    """The folder's `tokenizer.json` (a `tokenizers.Tokenizer`), truncating to max_length, no padding."""
+    """The folder's `tokenizer.json` (a `tokenizers.Tokenizer`), truncating to max_length, no padding.
+    FileNotFoundError when it is missing; CorruptFileError naming it when the tokenizers library cannot read it."""
     require_lm()
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    f = Path(folder) / "tokenizer.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: no such file")
+    try:
+        tok = Tokenizer.from_file(str(f))
+    except Exception as err:  # tokenizers raises a bare Exception on a damaged file
+        raise CorruptFileError(f, f"unreadable tokenizer file ({type(err).__name__}: {err})") from None
     tok.no_padding()
     tok.enable_truncation(max_length=max_length)
     return tok
