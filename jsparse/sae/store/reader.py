@@ -12,6 +12,7 @@ the device (x * c with c = 1 / sqrt(mean ||x||^2), unit mean squared norm).
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,17 +59,19 @@ class ActivationStore:
         self.norm_scale = float(m["norm_scale"]) if m["norm_scale"] is not None else 1.0
         self._offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a in self._maps])]).astype(np.int64)
         self._checked: set[tuple[int, bool]] = set()  # (shard, ids) whose bytes matched their checksum
-        self._lock = threading.Lock()
-        if self.verify == "full":
-            for i in range(len(self._maps)):
-                self._verified(i)
+        # one lock per file: batches may read in a background thread while the caller reads rows, and
+        # the shards of a fill are hashed in parallel
+        self._locks = {(i, ids): threading.Lock() for i in range(len(self._maps)) for ids in (False, True)}
+        if self.verify == "full" and self._maps:
+            with ThreadPoolExecutor(min(len(self._maps), os.cpu_count() or 1)) as pool:
+                run_all(self._verified, range(len(self._maps)), pool)
 
     def _verified(self, i: int, ids: bool = False) -> None:
         """Hash shard i (or its ids file) once per store object unless verify="size"."""
         i = int(i)
         if self.verify == "size" or (i, ids) in self._checked:
             return
-        with self._lock:  # batches may run in a background thread while the caller reads rows
+        with self._locks[(i, ids)]:
             if (i, ids) not in self._checked:
                 checks.check_bytes(self.path, self.manifest["shards"][i], ids=ids)
                 self._checked.add((i, ids))
@@ -195,6 +198,7 @@ class ActivationStore:
                 if buf is None or buf.shape[0] < n_tot:
                     buf = np.empty((n_tot, self.d), self.dtype)
                 buf[:carry.shape[0]] = carry
+                run_all(self._verified, np.unique(fill[:, 0]).tolist(), pool)  # verify="lazy": hash in parallel
                 starts = carry.shape[0] + np.concatenate([[0], np.cumsum(fill[:, 2] - fill[:, 1])])
                 copies = [(buf[p:p + b - a], self._shard(s)[a:b]) for p, (s, a, b) in zip(starts, fill)]
                 run_all(lambda dst_src: np.copyto(*dst_src), copies, pool)
