@@ -110,3 +110,27 @@ def test_pipeline_prefetcher_validates_in_order():
             next(it)
     finally:
         pre.close()
+
+
+def test_open_background_and_generators_are_closed_at_exit():
+    """What runs at interpreter exit (`prefetch._close_open`) closes every Background and every
+    generator registered with `close_at_exit` that is still open, stopping their threads."""
+    from jsparse.sae import prefetch
+
+    closed = []
+
+    def gen():
+        try:
+            yield from range(10)
+        finally:
+            closed.append(True)
+
+    before = set(threading.enumerate())
+    g = prefetch.close_at_exit(gen())
+    bg = Background(iter(range(100)), size=2)
+    assert next(g) == 0 and next(bg) == 0
+    started = set(threading.enumerate()) - before
+    assert any(t.name.startswith("jsparse-prefetch") for t in started)
+    prefetch._close_open()
+    assert closed == [True] and list(g) == [] and list(bg) == []
+    assert not any(t.is_alive() for t in started)

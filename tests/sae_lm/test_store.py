@@ -392,9 +392,10 @@ def test_batches_checks_arguments_at_call_and_stops_its_threads(tmp_path):
 
     s = _write(tmp_path / "s", _items())
     assert_clear_error(s.batches, 0, match="batch_size")  # at the call, not at the first next()
+    before = set(threading.enumerate())
     it = s.batches(3, threads=3)
     next(it)
-    assert any(t.name.startswith("jsparse-store") for t in threading.enumerate())
+    started = set(threading.enumerate()) - before
+    assert any(t.name.startswith("jsparse-store") for t in started)
     prefetch._close_open()  # what runs at interpreter exit
-    assert not any(t.name.startswith("jsparse-store") for t in threading.enumerate())
-    assert list(it) == []
+    assert not any(t.is_alive() for t in started) and list(it) == []
