@@ -64,7 +64,7 @@ class ActivationStore:
         self._locks = {(i, ids): threading.Lock() for i in range(len(self._maps)) for ids in (False, True)}
         if self.verify == "full" and self._maps:
             with ThreadPoolExecutor(min(len(self._maps), os.cpu_count() or 1)) as pool:
-                run_all(self._verified, range(len(self._maps)), pool)
+                self._verify_shards(range(len(self._maps)), pool)
 
     def _verified(self, i: int, ids: bool = False) -> None:
         """Hash shard i (or its ids file) once per store object unless verify="size"."""
@@ -75,6 +75,12 @@ class ActivationStore:
             if (i, ids) not in self._checked:
                 checks.check_bytes(self.path, self.manifest["shards"][i], ids=ids)
                 self._checked.add((i, ids))
+
+    def _verify_shards(self, shards: Iterable[int], pool) -> None:
+        """Hash the shards not yet verified among `shards`, spread over `pool` (hashlib releases the GIL)."""
+        todo = [int(i) for i in shards if self.verify != "size" and (int(i), False) not in self._checked]
+        if todo:
+            run_all(self._verified, todo, pool)
 
     def _shard(self, i: int) -> np.ndarray:
         """The memmap of shard i, its bytes checked first (see the class docstring)."""
@@ -198,7 +204,7 @@ class ActivationStore:
                 if buf is None or buf.shape[0] < n_tot:
                     buf = np.empty((n_tot, self.d), self.dtype)
                 buf[:carry.shape[0]] = carry
-                run_all(self._verified, np.unique(fill[:, 0]).tolist(), pool)  # verify="lazy": hash in parallel
+                self._verify_shards(np.unique(fill[:, 0]), pool)  # verify="lazy": before any row of them is used
                 starts = carry.shape[0] + np.concatenate([[0], np.cumsum(fill[:, 2] - fill[:, 1])])
                 copies = [(buf[p:p + b - a], self._shard(s)[a:b]) for p, (s, a, b) in zip(starts, fill)]
                 run_all(lambda dst_src: np.copyto(*dst_src), copies, pool)
