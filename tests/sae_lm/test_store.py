@@ -302,6 +302,10 @@ def test_damaged_shard_and_ids_files_are_corrupt_file_errors(tmp_path):
     assert_clear_error(s.ids, match="ids_00002.npy: holds .*int64")
     ids.unlink()
     assert_clear_error(s.ids, match="ids_00002.npy: ids file listed in .*missing")
+    folder = _write(tmp_path / "t", _items()).path
+    _overwrite_rows(folder / "ids_00001.npy", 5)
+    st.ActivationStore(folder)  # lazily: ids files are hashed when ids() reads them
+    assert_clear_error(st.ActivationStore, folder, verify="full", match="ids_00001.npy: fails the SHA-256")
 
 
 def _overwrite_rows(f, value=7.0):

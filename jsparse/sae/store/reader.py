@@ -35,7 +35,7 @@ class ActivationStore:
       verify="lazy" (default): each shard is hashed the first time rows of it are read through
         this object (`batches`, `rows`, `shards`), before any of its rows is returned; ids files
         when `ids()` reads them.
-      verify="full" (or True): every shard is hashed when the store is opened.
+      verify="full" (or True): every shard and ids file is hashed when the store is opened.
       verify="size" (or False): no hashing; only the checks on opening.
 
     Raises:
@@ -65,6 +65,9 @@ class ActivationStore:
         if self.verify == "full" and self._maps:
             with ThreadPoolExecutor(min(len(self._maps), os.cpu_count() or 1)) as pool:
                 self._verify_shards(range(len(self._maps)), pool)
+            for i in range(len(self._maps) if m["with_ids"] else 0):
+                checks.open_ids(self.path, m["shards"][i])
+                self._verified(i, ids=True)
 
     def _verified(self, i: int, ids: bool = False) -> None:
         """Hash shard i (or its ids file) once per store object unless verify="size"."""
