@@ -17,8 +17,11 @@ values. What is hashed, by kind of object:
 * functions and classes of installed packages (site-packages, the standard library) and
   built-ins: by module, name and the package's version (not by their code);
 * modules: an installed module by name and package version; a module of your own code (not in
-  site-packages) by name and the SHA-256 of its source file, and a class of your own code by
-  name and the SHA-256 of its module's source file;
+  site-packages) by name and the SHA-256 of its source file (of all `.py` files under it for a
+  package), and a class of your own code by name and its module's source hash;
+* a list, dict or set that the function appends or adds to (`calls.append(x)`, `seen.update(...)`,
+  a log of calls filled while tracing) is counted by its type only, since its content is an
+  output of the function, not an input;
 * anything else: its type and `repr` with memory addresses removed, and a `UserWarning` is
   issued once per type, because changes inside such an object are not seen.
 
@@ -28,6 +31,7 @@ new fingerprints.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import dis
 import enum
@@ -50,6 +54,8 @@ __all__ = ["code_fingerprint", "source_fingerprint"]
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}")
 _SCALARS = (type(None), bool, int, float, complex, str, bytes, type(Ellipsis))
 _WARNED: set[str] = set()
+_CONTAINERS = (list, dict, set, collections.deque)
+_MUTATORS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "appendleft", "extendleft"})
 
 
 def code_fingerprint(fn: Callable[..., Any], length: int = 16) -> str:
@@ -107,14 +113,19 @@ def _file_digest(path: str, mtime_ns: int) -> str:
 
 
 def source_fingerprint(module_name: str) -> str:
-    """SHA-256 of a module's source file (or its package version when it is installed)."""
+    """What identifies a module: `name==version` when it is installed (or built in); otherwise the
+    SHA-256 of its source file, or of every `.py` file under it for a package."""
     top = module_name.split(".")[0]
     if _is_installed(module_name):
         return f"{module_name}=={_version(top)}"
     file = _module_file(module_name)
     if file is None or not file.is_file():  # a script run with -c, a namespace package
         return f"{module_name}#nofile"
-    return f"{module_name}#{_file_digest(str(file), file.stat().st_mtime_ns)}"
+    files = sorted(file.parent.rglob("*.py")) if file.name == "__init__.py" else [file]
+    h = hashlib.sha256()
+    for path in files:
+        h.update(f"{path.relative_to(file.parent)}|{_file_digest(str(path), path.stat().st_mtime_ns)};".encode())
+    return f"{module_name}#{h.hexdigest()}"
 
 
 class _Hasher:
@@ -211,17 +222,24 @@ class _Hasher:
         self._code(fn.__code__)
         self.add(fn.__defaults__)
         self.add(dict(fn.__kwdefaults__ or {}))
-        cells = fn.__closure__ or ()
+        sinks = _sink_names(fn.__code__)
         self.tag("closure", *fn.__code__.co_freevars)
-        for cell in cells:
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             try:
-                self.add(cell.cell_contents)
+                self._value(cell.cell_contents, name in sinks)
             except ValueError:  # an empty cell (a name assigned later)
                 self.tag("empty-cell")
         used = sorted(n for n in _global_names(fn.__code__) if n in fn.__globals__)
         self.tag("globals", *used)
         for name in used:
-            self.add(fn.__globals__[name])
+            self._value(fn.__globals__[name], name in sinks)
+
+    def _value(self, value: Any, sink: bool) -> None:
+        """A captured value; a list/dict/set the function only adds to (a log) counts by its type."""
+        if sink and isinstance(value, _CONTAINERS):
+            self.tag("sink", type(value).__qualname__)
+        else:
+            self.add(value)
 
     def _code(self, code: types.CodeType) -> None:
         self.tag("code", code.co_name, code.co_argcount, code.co_kwonlyargcount, code.co_flags,
@@ -262,6 +280,22 @@ def _sub_digest(obj: Any) -> str:
     h = hashlib.sha256()
     _Hasher(h).add(obj)
     return h.hexdigest()
+
+
+def _sink_names(code: types.CodeType) -> set[str]:
+    """Global or captured names whose object the code (or code nested in it) calls a mutating
+    method on, such as `calls.append(x)`: such a container is an output of the function (a log
+    of calls), and its growing content must not change the fingerprint."""
+    names: set[str] = set()
+    ins = list(dis.get_instructions(code))
+    for a, b in zip(ins, ins[1:]):
+        if (a.opname in ("LOAD_GLOBAL", "LOAD_DEREF", "LOAD_NAME") and b.opname in ("LOAD_METHOD", "LOAD_ATTR")
+                and b.argval in _MUTATORS):
+            names.add(a.argval)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _sink_names(const)
+    return names
 
 
 def _global_names(code: types.CodeType) -> set[str]:

@@ -16,6 +16,7 @@ Used by `jsparse.core.montecarlo`; kept apart so the sweep itself reads as its l
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,8 @@ def open_folder(out_dir: str | Path | None, name: str, manifest: dict, on_mismat
     """The sweep's folder with its manifest checked (or written), and the manifest's digest.
 
     With saved results of other settings (or chunks without a manifest): `on_mismatch="raise"`
-    raises ValueError saying what differs; `"recompute"` deletes the sweep's files there first.
+    raises ValueError saying what differs; `"recompute"` warns (UserWarning, saying what differs)
+    and deletes the sweep's files there first.
     Returns `(None, digest)` without `out_dir`.
     """
     if on_mismatch not in ON_MISMATCH:
@@ -145,6 +147,8 @@ def open_folder(out_dir: str | Path | None, name: str, manifest: dict, on_mismat
         if on_mismatch == "raise":
             raise ValueError(f"{problem}. Nothing was read or overwritten. Pass on_mismatch='recompute' to delete "
                              "that sweep's files and compute afresh, or use another out_dir or name.")
+        warnings.warn(f"{problem}; deleting its files and recomputing (on_mismatch='recompute')", UserWarning,
+                      stacklevel=3)
         _clear(folder)
     if not (folder / MANIFEST).exists() and jax.process_index() == 0:
         rec.write_json(folder / MANIFEST, manifest)

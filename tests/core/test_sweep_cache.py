@@ -96,6 +96,17 @@ def test_fingerprint_sees_code_defaults_closures_globals_and_wrappers(monkeypatc
     assert fp(jax.jit(with_default)) == fp(jax.jit(with_default)) != fp(jax.jit(with_default_3))
     assert fp(_Scaled(2.0)) != fp(_Scaled(3.0)) and fp(_Scaled(2.0).method) != fp(_Scaled(3.0).method)
     assert fp(lambda x: {"a": 1, "b": {1, 2}}) == fp(lambda x: {"a": 1, "b": {1, 2}})
+    calls, config = [], [1.0]
+
+    def logs(x):
+        calls.append(x)  # a log filled at trace time is an output, not an input
+        return x * config[0]
+
+    before = fp(logs)
+    calls.append(1)
+    assert fp(logs) == before
+    config[0] = 2.0  # a list that is read is data
+    assert fp(logs) != before
 
 
 def test_fingerprint_of_unknown_objects_warns_once_and_has_no_addresses():
@@ -115,7 +126,8 @@ def test_fingerprint_of_unknown_objects_warns_once_and_has_no_addresses():
 def test_edited_trial_function_is_refused_then_recomputed(tmp_path):
     old = montecarlo.sweep(TRIAL_V1, GRID, out_dir=tmp_path, **ARGS)
     assert_clear_error(montecarlo.sweep, TRIAL_V2, GRID, out_dir=tmp_path, match="trial_fn_code", **ARGS)
-    new = montecarlo.sweep(TRIAL_V2, GRID, out_dir=tmp_path, on_mismatch="recompute", **ARGS)
+    with pytest.warns(UserWarning, match="trial_fn_code.*recomputing"):
+        new = montecarlo.sweep(TRIAL_V2, GRID, out_dir=tmp_path, on_mismatch="recompute", **ARGS)
     fresh = montecarlo.sweep(TRIAL_V2, GRID, **ARGS)
     np.testing.assert_array_equal(new.arrays["v"], fresh.arrays["v"])
     assert not np.array_equal(new.arrays["v"], old.arrays["v"]) and new.meta["chunks_loaded"] == 0
@@ -132,7 +144,8 @@ def test_chunks_without_manifest_are_refused(tmp_path):
     assert str(tmp_path / "sweep") in str(err)
     assert not (tmp_path / "sweep" / "manifest.json").exists()  # nothing claimed for the old numbers
     assert_clear_error(montecarlo.load_finished, tmp_path, "sweep", match="no manifest")
-    new = montecarlo.sweep(TRIAL_V1, GRID, out_dir=tmp_path, key=7, on_mismatch="recompute", **ARGS)
+    with pytest.warns(UserWarning, match="no manifest"):
+        new = montecarlo.sweep(TRIAL_V1, GRID, out_dir=tmp_path, key=7, on_mismatch="recompute", **ARGS)
     np.testing.assert_array_equal(new.arrays["v"], montecarlo.sweep(TRIAL_V1, GRID, key=7, **ARGS).arrays["v"])
 
 
