@@ -142,7 +142,7 @@ def _cheap_sweep(methods, num_trials, cfg, folder):
         trial, _grid(methods, *cfg), num_trials=num_trials, key=0,
         chunk_size=len(SNRS) * num_trials,  # one dispatch per method
         batch_size=min(25, len(SNRS) * num_trials), out_dir=folder,
-        name=f"irs_{cfg[0]}_{cfg[1]}{cfg[2]}_{num_trials}",
+        name=f"irs_{cfg[0]}_{cfg[1]}{cfg[2]}_{num_trials}", on_mismatch="recompute",
     )
 
 
@@ -154,7 +154,7 @@ def _dense_sweep(method, num_trials, cfg, folder):
     """One realisation (all SNRs) per chunk, so an interrupted run resumes at the next realisation."""
     return montecarlo.sweep(
         dense_trial, _grid([method], *cfg, snrs=False), num_trials=num_trials, key=0,
-        chunk_size=1, batch_size=1, out_dir=folder, name=_dense_name(method, num_trials, cfg),
+        chunk_size=1, batch_size=1, out_dir=folder, name=_dense_name(method, num_trials, cfg), on_mismatch="recompute",
     )
 
 
@@ -163,7 +163,7 @@ def _finished_realisations(method, num_trials, cfg, folder):
     (chunk c = realisation c), or None."""
     if folder is None:
         return None
-    return montecarlo.load_finished(folder, _dense_name(method, num_trials, cfg))
+    return montecarlo.load_finished(folder, _dense_name(method, num_trials, cfg), trial_fn=dense_trial)
 
 
 def _x64_scope(x64: bool):
@@ -252,7 +252,7 @@ def seed_study(out_dir: Path, seeds, *, methods=("pc0.8", "oracle"), trials: int
                     "training_seed": seeds},
             num_trials=trials, key=0, chunk_size=len(SNRS) * len(seeds) * trials,
             batch_size=min(25, len(SNRS) * trials), out_dir=out_dir / "checkpoints",
-            name=f"irs_seeds_{dtype_name}_{'-'.join(map(str, seeds))}_{trials}",
+            name=f"irs_seeds_{dtype_name}_{'-'.join(map(str, seeds))}_{trials}", on_mismatch="recompute",
         )
     nmse = res.arrays["nmse"][:, :, 0, 0]  # (method, snr, seed, trial)
     lines = ["| method | training seed | " + " | ".join(f"mean / median {s:.0f} dB" for s in SNRS) + " |",

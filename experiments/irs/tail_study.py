@@ -65,6 +65,7 @@ def study(out_dir: Path, seeds, *, trials: int = 200, subset: int = 50, draws: i
                     "training_seed": seeds},
             num_trials=trials, key=0, chunk_size=len(snrs) * len(seeds) * 25, batch_size=25,
             out_dir=out_dir / "checkpoints", name=f"irs_tail_{'-'.join(methods)}_{'-'.join(map(str, seeds))}_{trials}",
+            on_mismatch="recompute",
         )
     a = {k: v[:, :, 0, 0] for k, v in res.arrays.items()}  # (method, snr, seed, trial)
     rng = np.random.default_rng(0)

@@ -71,7 +71,8 @@ def run(out_dir: Path, *, trials: int = 40, prune: float = 1e-3, resume: bool = 
     with jax.enable_x64(True):
         res = montecarlo.sweep(lambda key, problem: trial(key, prune=prune), {"problem": ["fig2"]}, num_trials=trials,
                                key=2024, chunk_size=10, batch_size=1,
-                               out_dir=(out_dir / "checkpoints") if resume else None, name=f"prune_{prune:g}_{trials}")
+                               out_dir=(out_dir / "checkpoints") if resume else None, name=f"prune_{prune:g}_{trials}",
+                               on_mismatch="recompute")
     a = {k: np.asarray(v).reshape(trials) for k, v in res.arrays.items()}
     below = a["min_ratio"] < prune
     summary = {

@@ -34,6 +34,7 @@ import jax
 from experiments.krosbl import report
 from experiments.krosbl import trials as T
 from jsparse.core import montecarlo, records
+from jsparse.core.code_fingerprint import code_fingerprint
 
 SNRS = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
 M1S = [6, 8, 10, 12, 14]
@@ -59,7 +60,7 @@ def _sweep(out_dir, name, grid, num_trials, resume, *, chunk, batch=None, key=1)
     folder = out_dir / "checkpoints"
     t0 = time.perf_counter()
     res = montecarlo.sweep(fn, grid, num_trials=num_trials, key=key, chunk_size=chunk, batch_size=batch,
-                           out_dir=folder if resume else None, name=name)
+                           out_dir=folder if resume else None, name=name, on_mismatch="recompute")
     wall = time.perf_counter() - t0
     timing_path = folder / name / "timing.json"
     if resume:
@@ -91,9 +92,9 @@ def _method_sweeps(out_dir, tag, base_grid, methods, trials, csbl_trials, resume
 
 
 def _convergence(out_dir, name, resume, **kw):
-    """`trials.convergence`, cached in checkpoints/conv/<name>.npz (keyed by its settings)."""
+    """`trials.convergence`, cached in checkpoints/conv/<name>.npz (keyed by its settings and code)."""
     path = out_dir / "checkpoints" / "conv" / f"{name}.npz"
-    settings = repr(sorted(kw.items()))
+    settings = repr((sorted(kw.items()), code_fingerprint(T.convergence)))
     if resume and path.exists():
         saved = records.load_arrays(path)
         if str(saved["settings"]) == settings:
@@ -197,7 +198,8 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, csbl_trials: 
             results["fig4"] = fig4
             save()
         if "time_vs_k" in selected:
-            time_cache = (out_dir / "checkpoints" / "time_vs_k.json") if resume else None
+            code = code_fingerprint(report.time_vs_k)  # timings of other code are not reused
+            time_cache = (out_dir / "checkpoints" / f"time_vs_k_{code}.json") if resume else None
             results["time_vs_k"] = report.time_vs_k(ks, trials=10 if quick else 50,
                                                     methods=["svd"] if quick else kron, cache=time_cache)
     return save()

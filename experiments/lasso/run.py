@@ -55,6 +55,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **_options) -
         chunk_size=250,
         out_dir=out_dir / "checkpoints" if resume else None,
         name=f"lasso_{num_trials}",
+        on_mismatch="recompute",  # saved chunks of other code or settings are deleted, never reused
     )
     nmse = np.median(res.arrays["nmse"], axis=-1)  # (snr, method)
     supp = np.mean(res.arrays["support"], axis=-1)

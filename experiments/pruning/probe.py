@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from jsparse.core import records
+from jsparse.core.code_fingerprint import code_fingerprint
 from jsparse.pruning import datasets, models, procedures, train
 
 # name -> (epochs, batch, weight decay)
@@ -51,6 +52,8 @@ def run_setting(name, epochs, batch, wd, data, out: Path, rounds: int = 10, seed
     model = models.build("mlp", data.x_train.shape[1:], data.num_classes, seed=seed)
     trainer = train.Trainer(model, steps_per_round=epochs * spe, batch_size=batch, weight_decay=wd)
     tag = name.split(" (")[0].replace(" ", "_").replace(".", "p")
+    code = [code_fingerprint(f) for f in (procedures.run_procedure, models.build, train.Trainer)]
+    tag += "_" + records.fingerprint(code, length=8)  # checkpoints of other code are not resumed
     t0 = time.perf_counter()
     res = procedures.run_procedure(trainer, data, procedures.make_rule("sap"), method="sap", rounds=rounds,
                                    epochs=epochs, seed=seed, out_dir=out / tag, name=name)

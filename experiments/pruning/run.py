@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from jsparse.core import records
+from jsparse.core.code_fingerprint import code_fingerprint
 from jsparse.pruning import datasets, models, procedures, train
 
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {  # label -> (procedure, rule options)
@@ -145,6 +146,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, dataset: str 
                             "optimizer": "clip 1.0 + masked(wd 5e-4 + SGD Nesterov lr 0.1 m 0.9, cosine per round)"},
                "environment": records.environment(), "runs": {}, "timing_s": {}}
     lines = []
+    code = [code_fingerprint(f) for f in (procedures.run_procedure, models.build, train.Trainer, datasets.load)]
     for model_name, mc in cfg["models"].items():
         epochs = override.get("epochs", mc["epochs"])
         rounds = override.get("rounds", mc.get("rounds", cfg["rounds"]))
@@ -160,9 +162,11 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, dataset: str 
             start = time.perf_counter()
             rule = procedures.make_rule(method, **kw)
             tag = f"{model_name}_{label.replace('(', '_').replace(')', '').replace(',', '_')}_wd{wd:g}"
+            # The checkpoint folder is keyed by everything the run depends on, code included.
+            key = records.fingerprint(dict(dataset=dataset, model=mc, method=method, kw=kw, code=code), length=8)
             res = procedures.run_procedure(trainer, data, rule, method=method, rounds=rounds, epochs=epochs,
-                                           seed=cfg["seed"], out_dir=out_dir / "checkpoints" / tag, resume=resume,
-                                           name=f"{model_name} {label}")
+                                           seed=cfg["seed"], out_dir=out_dir / "checkpoints" / f"{tag}_{key}",
+                                           resume=resume, name=f"{model_name} {label}")
             runs[label] = res.records
             results["timing_s"][tag] = time.perf_counter() - start
         results["runs"][model_name] = runs

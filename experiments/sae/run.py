@@ -29,6 +29,7 @@ import numpy as np
 
 from jsparse import sae
 from jsparse.core import records
+from jsparse.core.code_fingerprint import code_fingerprint
 from jsparse.sae import metrics
 
 _CACHED_ONLY = False
@@ -95,8 +96,10 @@ def _evaluate(model, stream, num_batches, features):
 
 
 def _fingerprint(stream, **settings) -> str:
-    """Hash of the problem (its features and first two batches) and the run settings."""
-    return records.fingerprint(settings, (stream.features, stream.batch(0), stream.batch(1)))
+    """Hash of the problem (its features and first two batches), the run settings and the code that
+    trains and scores a run (code fingerprints of `sae.train` and `_evaluate`): edited code retrains."""
+    code = [code_fingerprint(sae.train), code_fingerprint(_evaluate)]
+    return records.fingerprint(dict(settings, code=code), (stream.features, stream.batch(0), stream.batch(1)))
 
 
 def _run(out: Path, name: str, stream, resume: bool, *, method, width, steps, eval_batches, seed=1, **kw):

@@ -140,6 +140,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
     except ImportError as err:
         return _skip(out_dir, str(err))
 
+    from jsparse.core.code_fingerprint import code_fingerprint
     from jsparse.core.records import environment, fingerprint, read_json, write_json
     from jsparse.sae import metrics
     from jsparse.sae.cli import harvest_lm, train_on_store
@@ -179,6 +180,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
     from jsparse.sae.saelens import export_saelens
 
     calib_rows = min(8192, stores["train"].num_tokens)
+    code = [code_fingerprint(f) for f in (train_on_store, metrics.evaluate, export_saelens)]  # edited code retrains
 
     def one_run(method: str, l0: int, seed: int, factor: float = 1.0) -> dict:
         """Train (cached in runs/<name>/result.json, checkpointed), export, evaluate on the test
@@ -189,7 +191,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, **options) ->
         kw = method_kwargs(method, l0, cfg["width"], cfg["bias_rule"], cfg["aux_k"], factor=factor,
                            decades=cfg["decades"])
         digest = fingerprint(dict(kw, width=cfg["width"], steps=cfg["steps"], batch=cfg["batch"], lr=cfg["lr"],
-                                  train_tokens=stores["train"].num_tokens), length=8)
+                                  train_tokens=stores["train"].num_tokens, code=code), length=8)
         name = f"{method}_L{l0}_s{seed}{tag}_{digest}"
         run_dir = out_dir / "runs" / name
         cached = run_dir / "result.json"

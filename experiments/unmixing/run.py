@@ -26,6 +26,7 @@ from experiments.unmixing.report import tables
 from experiments.unmixing.scenes import Scene, build_scenes, default_data_root
 from jsparse import unmixing as U
 from jsparse.core import records
+from jsparse.core.code_fingerprint import code_fingerprint
 from jsparse.core.progress import progress
 from jsparse.unmixing import metrics, plots
 
@@ -202,10 +203,11 @@ def _run(out_dir: Path, quick: bool, resume: bool, data_root, **options) -> str:
     cfg.update({k: v for k, v in options.items() if k in cfg})
     root = Path(data_root) if data_root is not None else default_data_root()
     stored = cells_dir / "settings.json"
-    if resume and stored.exists() and records.read_json(stored) != records.to_builtin(cfg):
-        raise ValueError(f"out_dir: {cells_dir} holds cells of other settings ({records.read_json(stored)}); "
+    key = dict(cfg, code=code_fingerprint(run_cell))  # the cells depend on the settings and on the code
+    if resume and stored.exists() and records.read_json(stored) != records.to_builtin(key):
+        raise ValueError(f"out_dir: {cells_dir} holds cells of other settings or code ({records.read_json(stored)}); "
                          "use another --out or --no-resume")
-    records.write_json(stored, cfg)
+    records.write_json(stored, key)
     scenes, notes = build_scenes(cfg, root)
     cells, arrays = run_cells(scenes, cfg, cells_dir, resume)
     names = figures(scenes, arrays, cfg, out_dir)

@@ -270,3 +270,48 @@ def test_sigkilled_sweep_resumes_bit_identically_without_recomputing(tmp_path):
     reference = montecarlo.sweep(trial, grid, **args)
     np.testing.assert_array_equal(resumed.arrays["v"], reference.arrays["v"])
     assert resumed.arrays["v"].dtype == jnp.zeros(()).dtype
+
+
+# --- the experiments' own caches are keyed by code too ------------------------------------------------
+
+class _Stream:
+    features = np.eye(3, dtype=np.float32)
+
+    def batch(self, i):
+        return np.full((2, 3), i, np.float32)
+
+
+def test_experiment_caches_are_keyed_by_code(tmp_path, monkeypatch):
+    from experiments.krosbl import run as krosbl_run
+    from experiments.sae import run as sae_run
+    from experiments.unmixing import run as unmixing_run
+
+    # sae: the run's key changes with the code that trains and scores it
+    key = sae_run._fingerprint(_Stream(), method="gba", width=4)
+    monkeypatch.setattr(sae_run, "_evaluate", lambda *a: {"edited": True})
+    assert sae_run._fingerprint(_Stream(), method="gba", width=4) != key
+
+    # krosbl: a cached convergence curve of other code is recomputed, not returned
+    calls = []
+    monkeypatch.setattr(krosbl_run.T, "convergence", lambda key, **kw: calls.append(1) or np.zeros(3))
+    krosbl_run._convergence(tmp_path, "c", True, k=1)
+    monkeypatch.setattr(krosbl_run.T, "convergence", lambda key, **kw: calls.append(2) or np.ones(3))
+    np.testing.assert_array_equal(krosbl_run._convergence(tmp_path, "c", True, k=1)["trace"], np.ones(3))
+    assert calls == [1, 2]
+
+    # unmixing: cells saved under settings without (or with other) code are refused before any work
+    class Reached(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Reached
+
+    monkeypatch.setattr(unmixing_run, "build_scenes", stop)
+    cells = tmp_path / "unmixing" / "cells"
+    montecarlo.rec.write_json(cells / "settings.json", unmixing_run.settings(True))  # as written before
+    assert_clear_error(unmixing_run._run, tmp_path / "unmixing", True, True, None, match="other settings or code")
+    (cells / "settings.json").unlink()
+    with pytest.raises(Reached):  # written now; the same code and settings are accepted again
+        unmixing_run._run(tmp_path / "unmixing", True, True, None)
+    with pytest.raises(Reached):
+        unmixing_run._run(tmp_path / "unmixing", True, True, None)
