@@ -23,6 +23,7 @@ threshold and the input scale are other `nnx.Variable` kinds, so `nnx.split(mode
 from __future__ import annotations
 
 import functools
+import math
 from typing import TypeVar
 
 import jax
@@ -141,6 +142,10 @@ class SAE(nnx.Module):
         val.check_choice(gate, "gate", ("jump", "relu"))
         if activation in ("topk", "batchtopk"):
             val.check_int(k, "k", minimum=1, maximum=width)
+        val.check_positive(bandwidth, "bandwidth")
+        val.check_positive(jump_threshold, "jump_threshold")
+        if not (isinstance(scale_init, (int, float)) and math.isfinite(scale_init)):
+            raise ValueError(f"scale_init: expected a finite number, got {scale_init!r}")
         self.d, self.width, self.activation, self.k = d, width, activation, k
         self.tied, self.gate, self.bandwidth = tied, gate, float(bandwidth)
         w = jax.random.normal(rngs.params(), (width, d), dtype)

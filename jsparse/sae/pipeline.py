@@ -1,7 +1,7 @@
 """Data pipeline of the trainer: batch sources, per-batch validation, background prefetch.
 
-A source is a `SyntheticStream` (anything with `batch(i)`), a callable `i -> (B, d)` array, or an
-iterable (skipped ahead on resume). `Prefetcher` runs the source and the validation (shape, row
+A source is a `SyntheticStream` (anything with a callable `batch(i)`), a callable `i -> (B, d)`
+array, or an iterable (skipped ahead on resume). `Prefetcher` runs the source and the validation (shape, row
 count, NaN/Inf; `ValueError` naming `batches`) in a thread, so batch i + 1 is ready while the
 jitted step of batch i runs; errors are re-raised in the consumer.
 """
@@ -15,13 +15,20 @@ import numpy as np
 
 from .prefetch import Background
 
-__all__ = ["batch_iter", "check_batch", "Prefetcher"]
+__all__ = ["batch_iter", "check_batch", "is_indexed", "Prefetcher"]
+
+
+def is_indexed(batches: Any) -> bool:
+    """True for a source read by index: a callable, or an object whose `batch` is a method
+    (an iterator that merely has a `batch` attribute, such as its batch size, is an iterable)."""
+    return callable(getattr(batches, "batch", None)) or callable(batches)
 
 
 def batch_iter(batches: Any, start: int, stop: int):
     """Yield (i, batch) for i in [start, stop) from a stream, a callable or an iterable."""
-    if hasattr(batches, "batch") or callable(batches):
-        get: Callable = batches.batch if hasattr(batches, "batch") else batches
+    if is_indexed(batches):
+        method = getattr(batches, "batch", None)
+        get: Callable = method if callable(method) else batches
         for i in range(start, stop):
             yield i, get(i)
         return

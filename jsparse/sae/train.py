@@ -20,6 +20,7 @@ re-iterable that is skipped ahead).
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,7 +40,7 @@ from .checkpoint import Checkpoint
 from .gba import quantile_bias
 from .methods import METHODS, Method, as_method
 from .model import SAE
-from .pipeline import Prefetcher, batch_iter, check_batch
+from .pipeline import Prefetcher, batch_iter, check_batch, is_indexed
 
 __all__ = ["train", "fit", "TrainState", "METHODS", "Checkpoint", "build", "make_step", "init_state",
            "quantile_bias", "HISTORY_KEYS"]
@@ -63,8 +64,10 @@ class TrainState(NamedTuple):
 
 
 def build(method: str | Method, d: int, width: int, key: jax.Array, *, dtype=jnp.float32, **options) -> SAE:
-    """The SAE a method trains (`method` and `options` as in `methods.as_method`)."""
-    return SAE(d, width, rngs=nnx.Rngs(params=key), dtype=dtype, **as_method(method, **options).model_options())
+    """The SAE a method trains (`method` and `options` as in `methods.as_method`; key: a PRNG key
+    or an int seed)."""
+    options = as_method(method, **options).model_options()
+    return SAE(d, width, rngs=nnx.Rngs(params=val.as_key(key, "key")), dtype=dtype, **options)
 
 
 def _loss(graphdef, part, params, rest, x, dead):
@@ -169,8 +172,8 @@ class History:
         return self.hist
 
     def restore(self, hist: dict) -> None:
-        """Continue from a checkpoint's history (writable copies)."""
-        self.hist = {k: np.array(v) for k, v in hist.items()}
+        """Continue from a checkpoint's history (writable float64 copies, as a fresh history)."""
+        self.hist = {k: np.array(v, dtype=np.float64) for k, v in hist.items()}
 
     def result(self, finite) -> dict[str, np.ndarray]:
         out = {k: (v.astype(np.int64) if k == "step" else v) for k, v in self.flush().items()}
@@ -179,12 +182,26 @@ class History:
 
 
 def _first_batch(batches, dtype):
-    """Batch 0 validated, its feature dimension d and row count."""
-    x0 = jnp.asarray(next(batch_iter(batches, 0, 1))[1])
+    """(batch 0 validated, its feature dimension d, its row count, the source to train from).
+
+    A one-shot iterator (a generator) gives its first batch to this peek, so the source returned
+    puts it back in front: no batch is lost."""
+    if not is_indexed(batches):
+        try:
+            one_shot = iter(batches) is batches
+        except TypeError:
+            raise ValueError("batches: expected an object with batch(i), a callable i -> (B, d) array or an "
+                             f"iterable of (B, d) arrays, got {type(batches).__name__}") from None
+    else:
+        one_shot = False
+    raw = next(batch_iter(batches, 0, 1))[1]
+    if one_shot:
+        batches = itertools.chain([raw], batches)
+    x0 = jnp.asarray(raw)
     if x0.ndim != 2:
         raise ValueError(f"batches: expected (batch, d) arrays, got shape {tuple(x0.shape)}")
     d, batch_size = int(x0.shape[1]), int(x0.shape[0])
-    return check_batch(x0, 0, d, batch_size, dtype), d, batch_size
+    return check_batch(x0, 0, d, batch_size, dtype), d, batch_size, batches
 
 
 def _distribute(state: TrainState, mesh, shard_latents: bool, batch_size: int, width: int):
@@ -233,7 +250,7 @@ def train(batches, *, method: str | Method = "gba", width: int, steps: int, key:
 
     method: a method value (`sae.GBA(...)`, `sae.TopK(k=32)`, ...) or its name in METHODS, with
       `options` its fields (`method="ba", target=0.01`; a setting the method lacks raises).
-    width M >= 1; steps >= 1; key (init); lr (Adam) or `optimizer`; dead_steps: a latent silent
+    width M >= 1; steps >= 1; key: init PRNG key or int seed; lr (Adam) or `optimizer`; dead_steps: a latent silent
     for longer is dead (history, AuxK); scale_warmup: the output scale a is frozen at its start
     for this many steps (the theory's decoupled a -> 0 phase); checkpoint: a `Checkpoint` or a
     folder (or checkpoint_dir / checkpoint_every / resume); mesh (axis "data"): data-parallel
@@ -251,7 +268,8 @@ def train(batches, *, method: str | Method = "gba", width: int, steps: int, key:
     dead_steps = val.check_int(dead_steps, "dead_steps", minimum=0)
     scale_warmup = val.check_int(scale_warmup, "scale_warmup", minimum=0)
     ckpt = ckpt_io.as_checkpoint(checkpoint, checkpoint_dir, checkpoint_every, resume)
-    x0, d, batch_size = _first_batch(batches, dtype)
+    key = val.as_key(key, "key")
+    x0, d, batch_size, batches = _first_batch(batches, dtype)
     meth = meth.resolve(d, width)
     model = build(meth, d, width, key, dtype=dtype)
     state = init_state(model, optax.adam(lr) if optimizer is None else optimizer, meth, x0, normalize)
@@ -260,7 +278,8 @@ def train(batches, *, method: str | Method = "gba", width: int, steps: int, key:
             else make_step(graphdef, part, optimizer, dead_steps=dead_steps, scale_warmup=scale_warmup))
     log = History(steps, log_every)
     meta = ckpt_io.run_meta(meth, width=width, steps=steps, d=d, batch_size=batch_size, log_every=log_every,
-                            dead_steps=dead_steps, scale_warmup=scale_warmup, lr=lr, dtype=dtype)
+                            dead_steps=dead_steps, scale_warmup=scale_warmup, lr=lr, dtype=dtype, normalize=normalize,
+                            key=key)
     saved = ckpt_io.restore(ckpt, meta, (state, log.hist))
     if saved is not None:
         state = saved[0]
