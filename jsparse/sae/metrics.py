@@ -120,9 +120,24 @@ def frequency_histogram(freqs, bins: int | Sequence[float] = 20, *, low: float =
     return np.histogram(f, bins=bins)
 
 
+def _add_moments(acc: tuple, n: int, mean: np.ndarray, m2: np.ndarray) -> tuple:
+    """Merge a batch's (rows, mean (d,), centred sum of squares (d,)) into the running ones
+    (Chan et al.'s pairwise update, in float64): streaming, no one-pass sum x^2 - (sum x)^2 / n."""
+    n_a, mean_a, m2_a = acc
+    if n_a == 0:
+        return n, mean, m2
+    total = n_a + n
+    delta = mean - mean_a
+    return total, mean_a + delta * (n / total), m2_a + m2 + delta**2 * (n_a * n / total)
+
+
 def evaluate(model, batches: Iterable) -> dict:
     """FVU, explained variance, mean L0, dead fraction and per-latent frequencies of `model`
-    (inference mode) over `batches` of (B, d) arrays (one jitted encode per batch)."""
+    (inference mode) over `batches` of (B, d) arrays (one jitted encode per batch, one pass).
+
+    The FVU denominator is the centred sum of squares: each batch's is taken about its own mean
+    and the batches are merged in float64, so data with a large mean (|mean| >> spread) keeps
+    its accuracy. Raises ValueError for batches that are not (B, d) or when there are no rows."""
     from flax import nnx
 
     graphdef, state = nnx.split(model)
@@ -132,16 +147,24 @@ def evaluate(model, batches: Iterable) -> dict:
         m = nnx.merge(graphdef, state)
         codes = m.encode(x)
         xh = m.decode(codes)
-        return codes.shape[0], jnp.sum((x - xh) ** 2), jnp.sum(x, 0), jnp.sum(x**2), jnp.sum(codes > 0, 0)
+        mean = jnp.mean(x, 0, keepdims=True)
+        return jnp.sum((x - xh) ** 2), mean[0], jnp.sum((x - mean) ** 2, 0), jnp.sum(codes > 0, 0)
 
-    n = 0
-    resid = sx = sxx = fires = 0
-    for x in batches:
-        b, r, s1, s2, f = one(state, jnp.asarray(x))
-        n, resid, sx, sxx, fires = n + b, resid + r, sx + s1, sxx + s2, fires + f
-    var = sxx - jnp.sum(sx**2) / n
-    fires = np.asarray(fires)
-    out_fvu = float(resid / var)
+    moments: tuple = (0, None, None)
+    resid, fires = 0.0, np.zeros((model.width,), np.int64)
+    for i, x in enumerate(batches):
+        x = jnp.asarray(x)
+        if x.ndim != 2 or x.shape[1] != model.d:
+            raise ValueError(f"batches: batch {i} has shape {tuple(x.shape)}, expected (batch, {model.d})")
+        if x.shape[0] == 0:
+            continue
+        r, mean, m2, f = jax.device_get(one(state, x))
+        moments = _add_moments(moments, int(x.shape[0]), np.asarray(mean, np.float64), np.asarray(m2, np.float64))
+        resid, fires = resid + float(r), fires + np.asarray(f, np.int64)
+    n = moments[0]
+    if n == 0:
+        raise ValueError("batches: no rows to evaluate")
+    out_fvu = resid / float(np.sum(moments[2]))
     return dict(
         fvu=out_fvu,
         explained_variance=1.0 - out_fvu,
