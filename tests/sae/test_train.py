@@ -1,11 +1,14 @@
 """Trainer: recovery on a small problem, every method runs, checkpoint/resume, bad input."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jsparse import sae
+from jsparse import CorruptFileError, sae
 from jsparse.sae import metrics
+from tests.contract import assert_clear_error
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +63,11 @@ def test_resume_is_bit_identical(small, tmp_path, method):
     kw = dict(method=method, width=32, steps=50, key=jax.random.PRNGKey(3), log_every=5, checkpoint_every=20,
               **setting)
     full, hist_full = sae.train(_Killer(small), **kw)
-    with pytest.raises(RuntimeError, match="killed"):
-        sae.train(_Killer(small, kill_at=47), checkpoint_dir=tmp_path, **kw)  # last checkpoint: step 40
+    for kill_at in (27, 47):  # killed twice (last checkpoints: steps 20 and 40), then completed
+        with pytest.raises(RuntimeError, match="killed"):
+            sae.train(_Killer(small, kill_at=kill_at), checkpoint_dir=tmp_path, **kw)
     resumed, hist_res = sae.train(_Killer(small), checkpoint_dir=tmp_path, **kw)
+    assert all(hist_res[k].dtype == hist_full[k].dtype for k in hist_full)
     for a, b in zip(jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.asarray, full)),
                     jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.asarray, resumed))):
         np.testing.assert_array_equal(a, b)
@@ -160,3 +165,97 @@ def test_bias_init_quantile_starts_gba_at_its_targets(small):
     want = 16 * sum(np.floor(np.array(targets) * 256)) / 256
     assert hq["l0"][0] == pytest.approx(want, rel=0.05)
     assert hz["l0"][0] > 20  # zero biases: ~half of 64 fire
+
+
+def _leaves(model):
+    return [np.asarray(v) for v in jax.tree_util.tree_leaves(model)]
+
+
+def test_checkpoint_round_trips_every_leaf_and_refuses_other_settings(small, tmp_path):
+    """A finished run re-opened twice keeps every leaf's dtype (the float64 history once came back
+    float32 and the third run failed); other method settings (GBA's are all recorded), another key
+    or normalisation are refused with a ValueError naming them; damaged files: CorruptFileError."""
+    kw = dict(method="gba", width=16, steps=4, key=jax.random.PRNGKey(0), log_every=2, checkpoint_every=2,
+              update_every=2, groups=2, show_progress=False)
+    first, h1 = sae.train(small, checkpoint_dir=tmp_path, **kw)
+    for _ in range(2):
+        again, h2 = sae.train(small, checkpoint_dir=tmp_path, **kw)
+    for a, b in zip(_leaves(first), _leaves(again)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert all(h2[k].dtype == h1[k].dtype for k in h1) and h2["loss"].dtype == np.float64
+    for change, name in [(dict(groups=4), "groups"), (dict(htf=0.3), "htf"), (dict(gamma_plus=0.02), "gamma_plus"),
+                         (dict(gate="relu"), "gate"), (dict(update_every=3), "update_every"),
+                         (dict(key=jax.random.PRNGKey(1)), "key"), (dict(normalize=False), "normalize")]:
+        assert_clear_error(sae.train, small, checkpoint_dir=tmp_path, **dict(kw, **change),
+                           match=f"checkpoint_dir: .*different settings.*{name}")
+    assert_clear_error(sae.train, small, checkpoint_dir=tmp_path, **dict(kw, method="ba", groups=None),
+                       match="checkpoint_dir")
+    state = tmp_path / "state.npz"
+    data = state.read_bytes()
+    state.write_bytes(data[: len(data) // 2])
+    err = assert_clear_error(sae.train, small, checkpoint_dir=tmp_path, **kw, match="state.npz")
+    assert isinstance(err, CorruptFileError)
+    state.write_bytes(data)
+    (tmp_path / "meta.json").unlink()
+    assert isinstance(assert_clear_error(sae.train, small, checkpoint_dir=tmp_path, **kw, match="meta.json"),
+                      CorruptFileError)
+
+
+def test_checkpoint_of_an_earlier_version_is_refused_clearly(small, tmp_path):
+    """A checkpoint without the full method settings cannot be checked: refused, not resumed."""
+    from jsparse.core import records
+
+    kw = dict(method="topk", k=3, width=16, steps=2, key=0, log_every=1, show_progress=False)
+    model, hist = sae.train(small, checkpoint_dir=tmp_path, **kw)
+    arrays = records.load_arrays(tmp_path / "state.npz")
+    old_meta = json.loads(str(arrays.pop("meta")))
+    del old_meta["method_settings"]
+    records.save_arrays(tmp_path / "state.npz", arrays)
+    records.write_json(tmp_path / "meta.json", old_meta)
+    assert_clear_error(sae.train, small, checkpoint_dir=tmp_path, **kw, match="earlier version")
+    again, _ = sae.train(small, checkpoint_dir=tmp_path, resume=False, **kw)  # starting over works
+    for a, b in zip(_leaves(model), _leaves(again)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sources_generator_and_batch_attribute(small):
+    """A one-shot generator loses no batch to the first-batch peek; an iterator whose `batch` is a
+    number (not a method) is an iterable; an int seed is the PRNGKey of that seed."""
+    kw = dict(method="topk", k=3, width=16, steps=4, log_every=1, show_progress=False)
+    ref, h_ref = sae.train(small.batch, key=jax.random.PRNGKey(5), **kw)
+
+    def gen():
+        for i in range(4):
+            yield np.asarray(small.batch(i))
+
+    class Batches:
+        batch = 256  # the batch size, not a method
+
+        def __init__(self):
+            self.i = -1
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            self.i += 1
+            return small.batch(self.i)
+
+    for source in (gen(), Batches()):
+        got, h = sae.train(source, key=5, **kw)
+        for a, b in zip(_leaves(ref), _leaves(got)):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(h["loss"], h_ref["loss"])
+    assert_clear_error(sae.train, small, key="seed", **kw, match="key")
+    assert_clear_error(sae.train, small, key=-1, **kw, match="key")
+    assert_clear_error(sae.train, 42, key=0, **kw, match="batches")
+
+
+@pytest.mark.parametrize("options,match", [(dict(activation="jumprelu", bandwidth=0.0), "bandwidth"),
+                                           (dict(activation="jumprelu", jump_threshold=-1.0), "jump_threshold"),
+                                           (dict(scale_init=float("nan")), "scale_init")])
+def test_sae_model_settings_are_checked(options, match):
+    from flax import nnx
+
+    assert_clear_error(sae.SAE, 4, 8, rngs=nnx.Rngs(0), match=match, **options)
