@@ -131,9 +131,10 @@ def source_fingerprint(module_name: str) -> str:
 class _Hasher:
     """Feeds a canonical byte encoding of objects into a hash (see the module docstring)."""
 
-    def __init__(self, h):
+    def __init__(self, h, memo: dict[int, str] | None = None, active: set[int] | None = None):
         self.h = h
-        self.active: set[int] = set()  # functions/objects on the current path (recursion guard)
+        self.memo = {} if memo is None else memo  # id -> digest of functions already hashed in this call
+        self.active = set() if active is None else active  # objects on the current path (recursion guard)
 
     def tag(self, *parts: Any) -> None:
         self.h.update(("|".join(str(p) for p in parts) + ";").encode())
@@ -197,8 +198,14 @@ class _Hasher:
     def _class(self, cls: type) -> None:
         if _is_installed(cls.__module__):
             self._named(cls)
-        else:
-            self.tag("class", cls.__qualname__, source_fingerprint(cls.__module__))
+            return
+        source = source_fingerprint(cls.__module__)
+        self.tag("class", cls.__qualname__, source)
+        if source.endswith("#nofile"):  # defined in a notebook or `python -c`: hash its methods and data
+            members = {k: getattr(v, "__func__", getattr(v, "fget", v)) for k, v in vars(cls).items()
+                       if not (k.startswith("__") and k.endswith("__")) or isinstance(v, types.FunctionType)}
+            self._mapping("members", members)
+            self.add(cls.__bases__)
 
     def _callable(self, obj: Any) -> None:
         if isinstance(obj, functools.partial):
@@ -214,8 +221,12 @@ class _Hasher:
             self._code(obj)
         elif _is_installed_code(obj.__code__):
             self._named(obj)
-        else:
-            self._function(obj)
+        else:  # each function is hashed once per call, however many functions use it
+            if id(obj) not in self.memo:
+                child = _Hasher(hashlib.sha256(), self.memo, self.active)
+                child._function(obj)
+                self.memo[id(obj)] = child.h.hexdigest()
+            self.tag("function", self.memo[id(obj)])
 
     def _function(self, fn: types.FunctionType) -> None:
         self.tag("function", fn.__qualname__)

@@ -109,6 +109,20 @@ def test_fingerprint_sees_code_defaults_closures_globals_and_wrappers(monkeypatc
     assert fp(logs) != before
 
 
+def test_fingerprint_of_a_class_without_source_file_hashes_its_methods(monkeypatch):
+    """Classes typed into a notebook or `python -c` have no file to hash: their methods are hashed."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "notebook_cell", types.ModuleType("notebook_cell"))
+
+    def define(body):
+        ns = {"__name__": "notebook_cell"}
+        exec(f"class Model:\n    def go(self, x):\n        return {body}\ndef f(x):\n    return Model().go(x)\n", ns)
+        return ns["f"]
+
+    assert code_fingerprint(define("x + 1")) == code_fingerprint(define("x + 1")) != code_fingerprint(define("x + 2"))
+
+
 def test_fingerprint_of_unknown_objects_warns_once_and_has_no_addresses():
     class Opaque:
         __slots__ = ()
