@@ -271,11 +271,10 @@ def sweep(
         devices None means 1, see docs/troubleshooting.md).
       out_dir: folder for checkpoints and results (`out_dir/name/`); None keeps everything in memory.
       name: sweep name (sub-folder of out_dir).
-      on_mismatch: what to do when `out_dir/name/` holds a sweep whose manifest differs from this
-        call's settings (including the trial function's code fingerprint), or chunks without a
-        manifest: "raise" (default) raises ValueError listing what differs; "recompute" deletes
-        that sweep's files (chunks, manifest, results) and computes afresh. Saved numbers of other
-        settings or code are never returned.
+      on_mismatch: when `out_dir/name/` holds a sweep of other settings or code (its manifest
+        differs, trial function code fingerprint included) or chunks without a manifest: "raise"
+        (default) raises ValueError listing what differs; "recompute" warns, deletes that sweep's
+        files and computes afresh. Saved numbers of other settings or code are never returned.
       progress: show a progress bar over chunks (default: on unless JSPARSE_PROGRESS=0).
       devices: devices to split each chunk over (default: all devices).
       mesh: explicit device mesh with an axis named "trials" (instead of `devices`).
