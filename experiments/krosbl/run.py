@@ -64,7 +64,8 @@ def _sweep(out_dir, name, grid, num_trials, resume, *, chunk, batch=None, key=1)
     wall = time.perf_counter() - t0
     timing_path = folder / name / "timing.json"
     if resume:
-        prev = records.read_json(timing_path) if timing_path.exists() else {"wall_s": 0.0}
+        reused = timing_path.exists() and res.meta.get("chunks_loaded", 0) > 0  # not after a recompute
+        prev = records.read_json(timing_path) if reused else {"wall_s": 0.0}
         if res.meta.get("chunks_computed", 0) > 0:
             prev = {"wall_s": prev["wall_s"] + wall}
             records.write_json(timing_path, prev)
