@@ -313,6 +313,22 @@ def test_experiment_caches_are_keyed_by_code(tmp_path, monkeypatch):
     np.testing.assert_array_equal(krosbl_run._convergence(tmp_path, "c", True, k=1)["trace"], np.ones(3))
     assert calls == [1, 2]
 
+    # krosbl: the accumulated wall time of a sweep restarts when its chunks were recomputed
+    import time
+    import types
+
+    def fake_sweep(seconds, loaded):
+        def run(*a, **k):
+            time.sleep(seconds)
+            return types.SimpleNamespace(meta={"chunks_computed": 1, "chunks_loaded": loaded})
+        return run
+
+    monkeypatch.setattr(krosbl_run.montecarlo, "sweep", fake_sweep(0.2, 0))
+    krosbl_run._sweep(tmp_path, "s", {}, 1, True, chunk=1)
+    monkeypatch.setattr(krosbl_run.montecarlo, "sweep", fake_sweep(0.0, 0))  # recomputed: other code
+    assert krosbl_run._sweep(tmp_path, "s", {}, 1, True, chunk=1)[1] < 0.1
+    monkeypatch.undo()
+
     # unmixing: cells saved under settings without (or with other) code are refused before any work
     class Reached(Exception):
         pass
