@@ -4,12 +4,26 @@
     jsparse sae harvest ...      # harvest transformer activations into a store (needs [lm])
     jsparse sae train ...        # train an SAE on a store, export to the SAELens layout
     jsparse experiments ...      # same as `python -m experiments ...` (from a source checkout)
+
+Bad input or a damaged file prints `jsparse: error: <message>` (no traceback) and exits with 2.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Callable
+
+
+def report_errors(fn: Callable[..., int | None], *args) -> int:
+    """`fn(*args)`'s exit status; bad input or a damaged file (ValueError, which includes
+    jsparse.CorruptFileError), a missing file or a missing optional package print
+    `jsparse: error: <message>` to stderr instead of a traceback and give 2."""
+    try:
+        return fn(*args) or 0
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"jsparse: error: {err}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(argv) < 2 or argv[1] not in commands:
             print("usage: jsparse sae {harvest,train} [options]  (add --help for the options)", file=sys.stderr)
             return 2
-        return commands[argv[1]](argv[2:]) or 0
+        return report_errors(commands[argv[1]], argv[2:])
     parser = argparse.ArgumentParser(prog="jsparse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "info":
         from jsparse.core.records import environment
 
-        print(json.dumps(environment(), indent=2))
+        return report_errors(lambda: print(json.dumps(environment(), indent=2)))
     return 0
 
 

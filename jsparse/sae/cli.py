@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from jsparse.cli import report_errors
 
 from .methods import METHODS
 
@@ -127,16 +128,16 @@ def harvest_main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard-rows", type=int, default=65536)
     p.add_argument("--keep-special", action="store_true", help="keep [CLS]/[SEP] rows")
     a = p.parse_args(argv)
-    try:
+
+    def run() -> int:
         s = harvest_lm(a.out, model=a.model, layer=a.layer, tokens=a.tokens, split=a.split, batch_texts=a.batch_texts,
                        max_length=a.max_length, chunk_chars=a.chunk_chars, dtype=a.dtype, shard_rows=a.shard_rows,
                        keep_special=a.keep_special)
-    except (ImportError, ValueError) as err:
-        print(f"jsparse sae harvest: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(dict(store=str(s.path), tokens=s.num_tokens, d=s.d, shards=len(s.shards),
-                          norm_scale=s.norm_scale, complete=s.complete)))
-    return 0
+        print(json.dumps(dict(store=str(s.path), tokens=s.num_tokens, d=s.d, shards=len(s.shards),
+                              norm_scale=s.norm_scale, complete=s.complete)))
+        return 0
+
+    return report_errors(run)
 
 
 def train_on_store(store, out, *, method, width: int, steps: int, batch_size: int = 4096, seed: int = 0,
@@ -158,7 +159,7 @@ def train_on_store(store, out, *, method, width: int, steps: int, batch_size: in
     return model, hist
 
 
-def train_main(argv: list[str] | None = None) -> int:
+def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jsparse sae train", description="Train an SAE on an activation store "
                                 "(resumable), export it in the SAELens layout and evaluate it.")
     p.add_argument("--store", required=True)
@@ -179,29 +180,43 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--tied", choices=("yes", "no"), default=None,
                    help="decoder tied to the encoder (gba/ba default: yes)")
     p.add_argument("--scale-init", type=float, default=None, help="gba / ba: initial output scale a (default 0.01)")
-    a = p.parse_args(argv)
-    from .store import ActivationStore
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over: remove this run's checkpoint in OUT/checkpoint (other files are kept)")
+    return p
 
+
+def _last(values) -> float | None:
+    return float(values[-1]) if len(values) else None
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    a = _train_parser().parse_args(argv)
     kw = {k: getattr(a, k) for k in ("k", "target", "l1", "l0", "lr", "bias_init", "scale_init")
           if getattr(a, k) is not None}
     if a.tied is not None:
         kw["tied"] = a.tied == "yes"
-    try:
-        store = ActivationStore(a.store)
-        model, hist = train_on_store(store, a.out, method=a.method, width=a.width, steps=a.steps,
-                                     batch_size=a.batch_size, seed=a.seed, **kw)
-    except (ImportError, ValueError) as err:
-        print(f"jsparse sae train: {err}", file=sys.stderr)
-        return 2
+    return report_errors(_train_and_report, a, kw)
+
+
+def _train_and_report(a, kw: dict) -> int:
     from jsparse.core.records import write_json
 
+    from . import checkpoint
     from .saelens import export_saelens
+    from .store import ActivationStore
 
+    store = ActivationStore(a.store)
     out = Path(a.out)
+    if a.fresh:
+        checkpoint.clear(out / "checkpoint")
+    model, hist = train_on_store(store, out, method=a.method, width=a.width, steps=a.steps, batch_size=a.batch_size,
+                                 seed=a.seed, log_every=min(10, max(a.steps, 1)),
+                                 checkpoint_every=a.checkpoint_every, **kw)
     export_saelens(model, out / "saelens", model_name=str(store.model), hook_name=f"layer{store.layer}.resid_post",
                    metadata=dict(method=a.method, steps=a.steps, seed=a.seed))
-    res = dict(method=a.method, width=a.width, steps=a.steps, final_fvu=float(hist["fvu"][-1]),
-               final_l0=float(hist["l0"][-1]), final_dead=float(hist["dead"][-1]))
+    res = dict(method=a.method, width=a.width, steps=a.steps, final_fvu=_last(hist["fvu"]),
+               final_l0=_last(hist["l0"]), final_dead=_last(hist["dead"]))
     if a.eval_store:
         from .metrics import evaluate
 

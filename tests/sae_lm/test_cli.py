@@ -68,3 +68,45 @@ def test_bad_arguments_exit_2(tiny_bert, tmp_path, capsys):
     assert "layer" in capsys.readouterr().err
     assert cli.train_main(["--store", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
     assert "manifest.json" in capsys.readouterr().err
+
+
+def _tiny_store(path, n=240, d=6):
+    from jsparse.sae import store as st
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return st.harvest(path, range(4), lambda i: (x[i * n // 4:(i + 1) * n // 4], None), d=d, shard_rows=100,
+                      model="m", layer=0, show_progress=False)
+
+
+def test_cli_errors_are_one_line_and_fresh_starts_over(tmp_path, capsys):
+    """`jsparse sae train` through jsparse.cli.main: a damaged checkpoint or other settings print
+    `jsparse: error: ...` (no traceback) and exit 2; --fresh removes only the checkpoint; fewer
+    steps than the logging interval still report final numbers."""
+    from jsparse.cli import main
+
+    _tiny_store(tmp_path / "st")
+    run = tmp_path / "run"
+    tr = ["sae", "train", "--store", str(tmp_path / "st"), "--out", str(run), "--method", "topk", "--k", "2",
+          "--steps", "4", "--batch-size", "16", "--checkpoint-every", "2", "--width", "8"]
+    assert main(tr) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["final_fvu"] is not None
+    state = run / "checkpoint" / "state.npz"
+    good = state.read_bytes()
+    state.write_bytes(good[: len(good) // 2])
+
+    def fails(argv, match):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("jsparse: error: ") and match in err and "Traceback" not in err, err
+
+    fails(tr, "state.npz")
+    state.write_bytes(good)
+    fails([*tr, "--seed", "1"], "different settings: key")  # another seed on the same folder
+    fails([*tr, "--eval-store", str(tmp_path / "missing")], "missing")
+    fails(["sae", "train", "--store", str(tmp_path / "nope"), "--out", str(run)], "nope")
+    (run / "notes.txt").write_text("mine")
+    assert main([*tr, "--seed", "1", "--fresh"]) == 0  # starts over with the new seed
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["final_fvu"] != first["final_fvu"]
+    assert (run / "notes.txt").read_text() == "mine" and (run / "saelens" / "cfg.json").exists()
