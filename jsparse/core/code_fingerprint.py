@@ -283,7 +283,11 @@ class _Hasher:
             _WARNED.add(cls.__qualname__)
             warnings.warn(f"code_fingerprint: a {cls.__module__}.{cls.__qualname__} is identified by its repr only; "
                           "changes inside it are not detected", UserWarning, stacklevel=4)
-        self.tag("repr", cls.__module__, cls.__qualname__, _ADDRESS.sub("", repr(obj)))
+        try:
+            text = _ADDRESS.sub("", repr(obj))
+        except Exception:  # a repr that fails: the type alone
+            text = "<no repr>"
+        self.tag("repr", cls.__module__, cls.__qualname__, text)
 
 
 def _sub_digest(obj: Any) -> str:

@@ -228,11 +228,13 @@ def _run_static(trial_fn, plan: L.Plan, s: int, folder, bar, timing: _Timing) ->
     return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
 
-def _manifest(trial_fn, grid, num_trials, chunk_size, batch_size, key_record, name) -> dict[str, Any]:
-    """Every setting the saved chunks depend on (see `jsparse.core.sweep_store`)."""
+def _manifest(trial_fn, grid, num_trials, chunk_size, batch_size, key_record, name, saved) -> dict[str, Any]:
+    """Every setting the saved chunks depend on (see `jsparse.core.sweep_store`); the code
+    fingerprint only when the sweep is `saved` to a folder."""
     target = getattr(trial_fn, "func", trial_fn)  # functools.partial
     label = getattr(target, "__qualname__", type(target).__qualname__)
-    return {"name": name, "trial_fn": label, "trial_fn_code": code_fingerprint(trial_fn), "grid": grid,
+    code = code_fingerprint(trial_fn) if saved else None
+    return {"name": name, "trial_fn": label, "trial_fn_code": code, "grid": grid,
             "num_trials": int(num_trials), "chunk_size": int(chunk_size),
             "batch_size": None if batch_size is None else int(batch_size), "key": key_record,
             "x64": bool(jax.config.read("jax_enable_x64")), "backend": jax.default_backend(), "jax": jax.__version__}
@@ -287,7 +289,7 @@ def sweep(
     mesh = trial_mesh(devices, mesh)
     base_key, key_record = _as_key(key)
     plan = L.make_plan(grid, num_trials, chunk_size, batch_size, mesh, base_key)
-    settings = _manifest(trial_fn, grid, num_trials, chunk_size, batch_size, key_record, name)
+    settings = _manifest(trial_fn, grid, num_trials, chunk_size, batch_size, key_record, name, out_dir is not None)
     folder, digest = store.open_folder(out_dir, name, settings, on_mismatch)
     n_static = len(plan.static_combos)
     done = store.count_chunks(folder, n_static, plan.n_chunks)

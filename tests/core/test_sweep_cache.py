@@ -143,6 +143,7 @@ def test_edited_trial_function_is_refused_then_recomputed(tmp_path):
     with pytest.warns(UserWarning, match="trial_fn_code.*recomputing"):
         new = montecarlo.sweep(TRIAL_V2, GRID, out_dir=tmp_path, on_mismatch="recompute", **ARGS)
     fresh = montecarlo.sweep(TRIAL_V2, GRID, **ARGS)
+    assert fresh.meta["trial_fn_code"] is None  # nothing saved: no fingerprint taken (nor warnings)
     np.testing.assert_array_equal(new.arrays["v"], fresh.arrays["v"])
     assert not np.array_equal(new.arrays["v"], old.arrays["v"]) and new.meta["chunks_loaded"] == 0
     manifest = json.loads((tmp_path / "sweep" / "manifest.json").read_text())
