@@ -10,6 +10,14 @@ over the data (A, y)); `fista` / `ista` validate, build one and run it. The fixe
 T(x) = prox_{s lam}(x - s A^H (A x - y)) gives implicit gradients (`adjoint="implicit"`), and
 `adjoint="unrolled"` differentiates through the iterations. It also serves as a sparse-recovery
 baseline for the families.
+
+Scale: lam is in the units of the data (|A^H y| has the units of lam), and every update is
+homogeneous (the step 1/||A||², the gradient and the threshold s lam carry their units; the
+stopping rule is relative), so with a > 0, c > 0:
+
+    fista(a A, c y, a c lam).x = (c / a) fista(A, y, lam).x      (same iterations; objective x c²)
+
+A penalty relative to the data is lam = r max_n |a_n^H y| (r in (0, 1); r >= 1 gives x = 0).
 """
 from __future__ import annotations
 
@@ -158,6 +166,18 @@ class ISTA(FISTA):
     accelerated: bool = struct.field(pytree_node=False, default=False)
 
 
+def _check_real_scalars(**named: Any) -> None:
+    """ValueError naming the argument for a concrete value that is not a real number (e.g. a string)."""
+    for name, value in named.items():
+        if not validation.is_concrete(value):
+            continue
+        ok = isinstance(value, (int, float, np.generic, np.ndarray, jax.Array)) and not isinstance(value, bool)
+        arr = np.asarray(value) if ok else None
+        if arr is None or arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number) \
+                or np.issubdtype(arr.dtype, np.complexfloating):
+            raise ValueError(f"{name}: expected a real number, got {value!r}")
+
+
 @jax.jit
 def _solve(solver: FISTA, A, y, x0):
     return runner.solve(solver, A, y, state=solver.init(A, y, x0), trace_fn=solver.objective)
@@ -179,7 +199,8 @@ def fista(
     Args:
       A: (M, N) real or complex dictionary.
       y: (M,) measurements (same kind of dtype as A; the wider one is used).
-      lam: l1 weight >= 0 (traced: a new value does not recompile).
+      lam: l1 weight >= 0 in data units (see the module docstring: scaling A by a and y by c
+        scales x by c/a when lam is scaled by a c); traced: a new value does not recompile.
       max_iters: iteration budget. tol: stop when ||x_k - x_{k-1}|| / ||x_{k-1}|| < tol.
       adjoint: "none" | "unrolled" | "implicit" or an adjoint value (see `jsparse.core.adjoint`).
       x0: optional (N,) warm start.
@@ -189,7 +210,10 @@ def fista(
       LassoResult(x (N,), iterations, converged, finite, objective trace (max_iters,)).
     """
     A = validation.check_array(A, "A", ndim=2, dtype="inexact")
+    if 0 in A.shape:
+        raise ValueError(f"A: expected no zero-length dimension, got shape {A.shape}")
     y = validation.check_array(y, "y", shape=(A.shape[0],), dtype="inexact")
+    _check_real_scalars(lam=lam, tol=tol)
     validation.check_positive(lam, "lam", allow_zero=True)
     validation.check_positive(tol, "tol", allow_zero=True)
     validation.check_int(max_iters, "max_iters", minimum=1)

@@ -144,6 +144,7 @@ safe_eigh = core_linalg.eigh
 def check_per_factor_prune(prune: Any, n_factors: int) -> tuple:
     """Relative pruning thresholds: a float or one float per factor, each in [0, 1)."""
     values = list(prune) if isinstance(prune, (list, tuple)) else [prune] * n_factors
+    check_scalars(**{f"prune[{i}]" if isinstance(prune, (list, tuple)) else "prune": v for i, v in enumerate(values)})
     if len(values) != n_factors:
         raise ValueError(f"prune: expected a float or {n_factors} floats (one per factor), got {prune!r}")
     for v in values:
@@ -151,17 +152,46 @@ def check_per_factor_prune(prune: Any, n_factors: int) -> tuple:
     return tuple(float(v) for v in values)
 
 
+def check_scalars(**named: Any) -> None:
+    """ValueError naming the argument for a value that is not a real number (a string, a list, ...).
+
+    None and traced values pass (their checks belong to the caller or to the traced code)."""
+    for name, value in named.items():
+        if value is None or not V.is_concrete(value):
+            continue
+        arr = np.asarray(value) if isinstance(value, (int, float, np.generic, np.ndarray, jax.Array)) else None
+        if arr is None or arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number) \
+                or np.issubdtype(arr.dtype, np.complexfloating):
+            raise ValueError(f"{name}: expected a real number, got {value!r}")
+
+
+def check_snr(snr_db: Any) -> None:
+    """A finite real SNR in dB (traced values pass)."""
+    check_scalars(snr_db=snr_db)
+    if V.is_concrete(snr_db) and not np.isfinite(np.asarray(snr_db)):
+        raise ValueError(f"snr_db: expected a finite number, got {snr_db!r}")
+
+
 def check_noise_var(noise_var: Any) -> None:
     if noise_var is None:
         return
     if not V.is_concrete(noise_var):
         return
+    check_scalars(noise_var=noise_var)
     V.check_positive(noise_var, "noise_var")
+
+
+def check_nonempty(arr: jax.Array, name: str) -> None:
+    """ValueError naming `name` when an array has a zero-length dimension (nothing to solve for)."""
+    if 0 in arr.shape:
+        raise ValueError(f"{name}: expected no zero-length dimension, got shape {arr.shape}")
 
 
 def check_y_factors(y: Any, factors: Any) -> tuple[jax.Array, tuple]:
     """y: (prod M_i,) inexact; factors: >= 2 two-dimensional arrays of y's dtype."""
     facs = V.check_factors(factors, "factors", min_factors=2)
+    for i, f in enumerate(facs):
+        check_nonempty(f, f"factors[{i}]")
     y = V.check_array(y, "y", ndim=1, dtype="inexact")
     m = int(np.prod([f.shape[0] for f in facs]))
     if y.shape[0] != m:
@@ -178,7 +208,9 @@ def check_y_dict(y: Any, H: Any) -> tuple[jax.Array, jax.Array]:
     """y: (M,) inexact; H: (M, N) of y's dtype."""
     y = V.check_array(y, "y", ndim=1, dtype="inexact")
     H = V.check_array(H, "H", ndim=2, dtype="inexact")
+    check_nonempty(y, "y")
     check_matches(H, "H", y, "y")
+    check_nonempty(H, "H")
     return y, H
 
 
@@ -192,5 +224,6 @@ def check_matches(arr: jax.Array, name: str, other: jax.Array, other_name: str) 
 
 
 def check_tol(tol: Any) -> float:
+    check_scalars(tol=tol)
     V.check_positive(tol, "tol", allow_zero=True)
     return float(tol)

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsparse.core import validation as V
-from jsparse.sbl._common import HIGHEST, real_dtype
+from jsparse.sbl._common import HIGHEST, check_snr, real_dtype
 from jsparse.sbl.qpsk import ser_qpsk
 
 __all__ = [
@@ -182,7 +182,7 @@ def draw_training(key: jax.Array, setup: IRSSetup = IRSSetup(), dtype=jnp.comple
     check_setup(setup)
     _check_dtype(dtype)
     rdt = real_dtype(dtype)
-    k_p, k_c = jax.random.split(key)
+    k_p, k_c = jax.random.split(V.as_key(key, "key"))
     symbols = _qpsk(k_p, (setup.ms_antennas, setup.pilots), rdt)
     pilots = symbols / jnp.sqrt(jnp.asarray(setup.ms_antennas, rdt)).astype(symbols.dtype)
     signs = jax.random.bernoulli(k_c, 0.5, (setup.redraws, setup.configs, setup.irs_elements))
@@ -239,7 +239,7 @@ def simulate(
     """Draw one channel realisation and its noisy training signal.
 
     Args:
-      key: PRNG key; the result is a pure function of (key, snr_db, setup, dtype, training).
+      key: PRNG key or int seed; the result is a pure function of (key, snr_db, setup, dtype, training).
       snr_db: training SNR in dB (scalar; may be traced).
       setup: static sizes (IRSSetup); `configs` etc. must be >= 1.
       dtype: jnp.complex64 or jnp.complex128.
@@ -251,6 +251,8 @@ def simulate(
     """
     check_setup(setup)
     _check_dtype(dtype)
+    key = V.as_key(key, "key")
+    check_snr(snr_db)
     rdt = real_dtype(dtype)
     nm, nb, ni, g, l = setup.ms_antennas, setup.bs_antennas, setup.irs_elements, setup.grid, setup.spread
     k = jax.random.split(key, 10)

@@ -83,6 +83,7 @@ class KroSBL(KroEngine, struct.PyTreeNode):
 
 def _check(y, factors, method, noise_var, max_iters, tol, prune, prune_abs, inner_tol, inner_max, adjoint, x_true):
     V.check_choice(method, "method", tuple(METHODS))
+    C.check_scalars(prune_abs=prune_abs, inner_tol=inner_tol)
     y, factors = C.check_y_factors(y, factors)
     C.check_noise_var(noise_var)
     V.check_int(max_iters, "max_iters", minimum=1)

@@ -152,6 +152,7 @@ def pc_krosbl(
     """
     y, factors = C.check_y_factors(y, factors)
     n_f = len(factors)
+    C.check_scalars(beta=beta, prune_abs=prune_abs, inner_tol=inner_tol, floor=floor)
     V.check_in_range(beta, "beta", 0.0, 1.0, high_inclusive=False)
     C.check_noise_var(noise_var)
     V.check_positive(prune_abs, "prune_abs", allow_zero=True)

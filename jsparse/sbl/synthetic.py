@@ -20,8 +20,9 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
+from jsparse.core import validation as V
 from jsparse.core.kron import kron_matvec
-from jsparse.sbl._common import HIGHEST, full_gamma
+from jsparse.sbl._common import HIGHEST, check_snr, full_gamma
 
 
 def np_prod(values) -> int:
@@ -92,7 +93,7 @@ def kron_problem(
     """Draw one paper-style problem (see module docstring). Returns a `Problem`.
 
     Args:
-      key: PRNG key.
+      key: PRNG key or int seed.
       n, m: static per-factor sizes (N_i, M_i), M_i <= N_i not required.
       k: active positions per factor (K), 1 <= k <= min N_i; may be traced.
       snr_db: SNR in dB of the full (m_first_max-row) measurement; may be traced.
@@ -110,7 +111,8 @@ def kron_problem(
     rows = [m_first_max] + list(m[1:])
     # One normal and one uniform draw for everything (few RNG kernels -> fast compilation).
     sizes = [r * c for r, c in zip(rows, n)] + list(n) + [int(np_prod(n)), int(np_prod(rows))]
-    k_normal, k_uniform = jax.random.split(key)
+    check_snr(snr_db)
+    k_normal, k_uniform = jax.random.split(V.as_key(key, "key"))
     flat = _normal(k_normal, (sum(sizes),), dtype, complex)
     pieces, start = [], 0
     for size in sizes:
@@ -130,7 +132,8 @@ def kron_problem(
 
 def dense_problem(key: jax.Array, m: int, n: int, k: int, snr_db: float = 25.0, *, dtype=jnp.float32) -> tuple:
     """(y (m,), H (m, n), x (n,), noise_var): N(0,1) dictionary, k random N(0,1) nonzeros."""
-    k1, k2, k3, k4 = jax.random.split(key, 4)
+    check_snr(snr_db)
+    k1, k2, k3, k4 = jax.random.split(V.as_key(key, "key"), 4)
     H = jax.random.normal(k1, (m, n), dtype)
     idx = jax.random.permutation(k2, n)[:k]
     x = jnp.zeros((n,), dtype).at[idx].set(jax.random.normal(k3, (k,), dtype))
