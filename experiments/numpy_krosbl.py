@@ -159,3 +159,46 @@ def krosbl_np(y, factors, method="svd", max_iters=150, tol=1e-4, prune_rel=None)
     kept = prune(gammas, rel)
     x = estep(y, factors, kept, s2)[0]
     return x, tuple(kept), s2, it, converged, {"iterations": it, "inner_sweeps": sweeps}
+
+
+# ----------------------------------------------------------------------------- arithmetic of one trial
+EIGH_FLOPS = 9.0  # ≈ 9 n³ for a symmetric eigendecomposition with eigenvectors (Golub & Van Loan)
+
+
+def _chain_flops(mats_shapes: Sequence[tuple], dims: Sequence[int]) -> float:
+    """Flops of successive mode products: mode i maps dims[i] -> rows of the i-th (rows, cols) shape."""
+    dims, total = list(dims), 0.0
+    for i, (rows, cols) in enumerate(mats_shapes):
+        total += 2.0 * rows * float(np.prod(dims))
+        dims[i] = rows
+    return total
+
+
+def estep_flops(n: Sequence[int], m: Sequence[int]) -> float:
+    """One matrix-free E-step: Grams, eigh, Φ_i, (⊗U_i)ᵀy, two (⊗Φ_i) products, O(N) extras."""
+    f = sum(nn * mm + 2.0 * mm * mm * nn + EIGH_FLOPS * mm**3 + 2.0 * nn * mm * mm for nn, mm in zip(n, m))
+    f += _chain_flops([(mm, mm) for mm in m], m)
+    f += 2 * _chain_flops([(nn, mm) for nn, mm in zip(n, m)], m)
+    return f + 10.0 * float(np.prod(n))
+
+
+def svd_mstep_flops(n: Sequence[int]) -> float:
+    f, rest = 0.0, float(np.prod(n))
+    for nn in n[:-1]:
+        r = rest / nn
+        f += 2.0 * nn * nn * r + EIGH_FLOPS * nn**3 + 2.0 * nn * r
+        rest = r
+    return f
+
+
+def am_sweep_flops(n: Sequence[int]) -> float:
+    """One normalised sweep and its stopping test: I (I-1) N products, I N sums, ⊗γ and norms."""
+    big, k = float(np.prod(n)), len(n)
+    return k * (k - 1) * big + k * big + 7.0 * big
+
+
+def flops_per_trial(n: Sequence[int], m: Sequence[int], method: str, counts: dict) -> float:
+    """Arithmetic of one trial: its EM iterations (E-step, M-step, stopping test) and the final E-step."""
+    big = float(np.prod(n))
+    per_iter = estep_flops(n, m) + 6.0 * big + (svd_mstep_flops(n) if method == "svd" else 0.0)
+    return counts["iterations"] * per_iter + counts["inner_sweeps"] * am_sweep_flops(n) + estep_flops(n, m)
