@@ -10,10 +10,13 @@ For t = 0..T (T+1 trainings, as the reference):
      model restricted to m_t.  Record the pruned (not retrained) accuracy under m_{t+1}.
 Each round writes `round_XXX.npz` (trained params, batch stats, next masks) and then
 `records.json`; a killed run restarts at the first round without a record and never redoes a
-finished one.
+finished one. Within a round the trainer's state is saved after every epoch (`Trainer.fit`,
+folder `round_XXX_partial`, removed when the round is recorded), so a kill mid-round loses at
+most one epoch and the resumed run is bit-identical to an uninterrupted one.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,9 +25,9 @@ import jax
 import jax.numpy as jnp
 
 from jsparse.core import records as rec
-from jsparse.core.progress import progress
 from jsparse.pruning.pq_index import default_filter, pq_index, pq_index_per_layer
 from jsparse.pruning.rules import SAP, Magnitude, apply_masks, init_masks, remaining
+from jsparse.pruning.train import CHECKPOINT_FILE
 
 __all__ = ["METHODS", "make_rule", "ProcedureResult", "run_procedure", "sap_expected_count"]
 
@@ -89,6 +92,26 @@ def _round_record(t, trainer, data, params, bs, masks, new_masks, info, rule, tr
     return row
 
 
+def _describe(rule) -> str:
+    """The rule as in its repr, with functions named by module and name: the same text in every
+    process (a function's repr holds its memory address, so a restarted run never matched)."""
+    if not dataclasses.is_dataclass(rule):
+        return repr(rule)
+    parts = []
+    for f in dataclasses.fields(rule):
+        v = getattr(rule, f.name)
+        text = f"{v.__module__}.{v.__qualname__}" if callable(v) and hasattr(v, "__qualname__") else repr(v)
+        parts.append(f"{f.name}={text}")
+    return f"{type(rule).__name__}({', '.join(parts)})"
+
+
+def _remove_partial(folder: Path) -> None:
+    """Drop a finished round's epoch checkpoint (the round's record and arrays are written)."""
+    (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def run_procedure(trainer, data, rule, *, method: str, rounds: int, epochs: int, seed: int = 0,
                   out_dir: str | Path | None = None, resume: bool = True, stop_after: int | None = None,
                   name: str = "") -> ProcedureResult:
@@ -104,7 +127,7 @@ def run_procedure(trainer, data, rule, *, method: str, rounds: int, epochs: int,
         raise ValueError(f"rounds/epochs: expected rounds >= 0 and epochs >= 1, got {rounds}, {epochs}")
     theta0, bs = trainer.init_params, trainer.init_batch_stats
     masks = init_masks(theta0)
-    config = {"method": method, "rule": repr(rule), "rounds": rounds, "epochs": epochs, "seed": seed,
+    config = {"method": method, "rule": _describe(rule), "rounds": rounds, "epochs": epochs, "seed": seed,
               "layers": _layer_names(theta0)}
     out = Path(out_dir) if out_dir is not None else None
     rows: list[dict] = []
@@ -125,9 +148,9 @@ def run_procedure(trainer, data, rule, *, method: str, rounds: int, epochs: int,
     computed = []
     for t in range(len(rows), rounds + 1):
         state = trainer.init_state(apply_masks(theta0, masks), bs, masks)
-        loss = jnp.nan
-        for e in progress(range(epochs), desc=f"{name or method} round {t}"):
-            state, loss = trainer.train_epoch(state, x, y, jax.random.fold_in(key, t * 100_003 + e))
+        partial = None if out is None else out / f"round_{t:03d}_partial"
+        state, loss = trainer.fit(state, x, y, key, epochs=epochs, key_offset=t * 100_003, checkpoint_dir=partial,
+                                  resume=resume, desc=f"{name or method} round {t}")
         params, bs = state.params, state.batch_stats
         if t == 0:
             dense = params
@@ -139,6 +162,7 @@ def run_procedure(trainer, data, rule, *, method: str, rounds: int, epochs: int,
         if out is not None:
             rec.save_pytree(out / f"round_{t:03d}.npz", {"params": params, "batch_stats": bs, "masks": masks})
             rec.write_json(out / "records.json", {"config": config, "rounds": rows})
+            _remove_partial(out / f"round_{t:03d}_partial")
         if stop_after is not None and t >= stop_after:
             break
     return ProcedureResult(rows, params, masks, computed)

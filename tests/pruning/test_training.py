@@ -87,6 +87,8 @@ def test_resume_after_kill_gives_same_result(tmp_path, method, mlp_trainer):
     rule = procedures.make_rule(method)
     full = procedures.run_procedure(tr, data, rule, method=method, rounds=rounds, epochs=epochs, out_dir=tmp_path / "a")
     assert full.computed == [0, 1, 2]
+    assert not list((tmp_path / "a").glob("*_partial"))  # epoch checkpoints go once a round is recorded
+    assert "0x" not in (tmp_path / "a" / "records.json").read_text()  # no address: another process resumes it
     part = procedures.run_procedure(tr, data, rule, method=method, rounds=rounds, epochs=epochs,
                                     out_dir=tmp_path / "b", stop_after=1)  # "killed" after round 1
     assert part.computed == [0, 1]
@@ -115,3 +117,46 @@ def test_lottery_ticket_rewinds_to_initial_weights(mlp_trainer):
     assert [r["remaining"] for r in res.records] == pytest.approx([1.0, 0.8], abs=0.01)
     with pytest.raises(ValueError, match="method"):
         procedures.make_rule("random")
+
+
+def test_fit_checkpoints_every_epoch_and_resumes_bit_identically(tmp_path, mlp_trainer, monkeypatch):
+    """Trainer.fit killed in epoch 2 resumes from epoch 1's state and ends equal to an uninterrupted
+    fit; every leaf keeps its dtype; another key or start state is refused; a damaged file is a
+    CorruptFileError."""
+    from jsparse import CorruptFileError
+    from tests.contract import assert_clear_error
+
+    tr, data = mlp_trainer, _toy_data()
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    masks = pruning.init_masks(tr.init_params)
+    start = tr.init_state(tr.init_params, tr.init_batch_stats, masks)
+    ref, ref_loss = tr.fit(start, x, y, 7, epochs=3)
+    calls = []
+    real = tr.train_epoch
+
+    def dies_in_epoch_2(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(*args)
+
+    monkeypatch.setattr(tr, "train_epoch", dies_in_epoch_2)
+    with pytest.raises(RuntimeError, match="killed"):
+        tr.fit(start, x, y, 7, epochs=3, checkpoint_dir=tmp_path)
+    monkeypatch.undo()
+    calls.clear()
+    monkeypatch.setattr(tr, "train_epoch", lambda *a: (calls.append(1), real(*a))[1])
+    got, loss = tr.fit(start, x, y, 7, epochs=3, checkpoint_dir=tmp_path)
+    assert len(calls) == 2  # epochs 2 and 3 only
+    monkeypatch.undo()
+    for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(got)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert float(loss) == float(ref_loss)
+    assert_clear_error(tr.fit, start, x, y, 8, epochs=3, checkpoint_dir=tmp_path, match="checkpoint_dir")
+    other = tr.init_state(tr.init_params, tr.init_batch_stats, pruning.magnitude(0.5).prune(tr.init_params, masks))
+    assert_clear_error(tr.fit, other, x, y, 7, epochs=3, checkpoint_dir=tmp_path, match="checkpoint_dir")
+    path = tmp_path / train.CHECKPOINT_FILE
+    path.write_bytes(path.read_bytes()[:100])
+    err = assert_clear_error(tr.fit, start, x, y, 7, epochs=3, checkpoint_dir=tmp_path, match=train.CHECKPOINT_FILE)
+    assert isinstance(err, CorruptFileError)
