@@ -55,3 +55,32 @@ def test_jaccard_is_a_similarity(a, b):
     assert 0.0 <= j_ab <= 1.0
     np.testing.assert_allclose(j_ab, float(metrics.support_jaccard(jnp.asarray(b), jnp.asarray(a))))
     assert float(metrics.support_jaccard(jnp.asarray(a), jnp.asarray(a))) == 1.0
+
+
+def test_sad_is_accurate_for_tiny_and_large_angles():
+    """SAD against exact angles 1e-6..pi in float32 and float64 (arccos of the cosine gave 0 for
+    1e-4 rad in float32), plus random pairs against a float64 arccos reference."""
+    import jax
+
+    from tests.contract import assert_clear_error
+
+    thetas = np.array([1e-6, 1e-5, 1e-4, 1e-3, 0.1, 1.0, 2.0, 3.0, np.pi - 1e-3, np.pi])
+    rng = np.random.default_rng(0)
+    # Column j: a random unit vector e and cos(theta_j) e + sin(theta_j) f with f orthogonal to e.
+    E = np.linalg.qr(rng.normal(size=(8, 2)))[0]
+    a = np.repeat(E[:, :1], thetas.size, axis=1) * rng.uniform(0.5, 2.0, thetas.size)
+    b = np.outer(E[:, 0], np.cos(thetas)) + np.outer(E[:, 1], np.sin(thetas))
+    x, y = rng.uniform(0.1, 1.0, (8, 5)), rng.uniform(0.1, 1.0, (8, 5))
+    ref = np.arccos(np.clip((x.T @ y) / np.outer(np.linalg.norm(x, axis=0), np.linalg.norm(y, axis=0)), -1, 1))
+    for dtype, rtol in ((np.float32, 1e-5), (np.float64, 1e-12)):
+        with jax.enable_x64(dtype == np.float64):
+            got = np.asarray(metrics.sad(jnp.asarray(a, dtype), jnp.asarray(b, dtype)))
+            assert got.dtype == dtype
+            # float32 inputs carry ~6e-8 relative rounding: the angle is exact to that, absolute
+            np.testing.assert_allclose(got, thetas, rtol=rtol, atol=3e-7 if dtype == np.float32 else 1e-15)
+            np.testing.assert_allclose(metrics.sad_matrix(jnp.asarray(x, dtype), jnp.asarray(y, dtype)), ref,
+                                       rtol=1e-5 if dtype == np.float32 else 1e-10)
+    assert float(metrics.sad(jnp.zeros((3, 1)), jnp.ones((3, 1)))[0]) == pytest.approx(np.pi / 2)
+    assert_clear_error(metrics.sad, "abc", np.ones((3, 1)), match="estimate")
+    assert_clear_error(metrics.sad, np.ones((3, 2)), np.ones((4, 2)), match="truth")
+    assert_clear_error(metrics.sad, np.ones((3, 2)), np.ones((3, 1)), match="truth")
