@@ -258,7 +258,9 @@ def train(batches, *, method: str | Method = "gba", width: int, steps: int, key:
     "data" and "model"): every latent-sized array split over "model".
     Returns (model, history): history[name] (steps // log_every,) for name in HISTORY_KEYS (loss,
     mse, fvu per batch in normalised units; l0 mean active latents per sample; dead fraction),
-    and history["finite"]. Raises ValueError naming the argument for bad settings or batches.
+    and history["finite"]. Raises ValueError naming the argument for bad settings or batches, or
+    naming checkpoint_dir and the settings for a checkpoint of another run; a damaged checkpoint
+    raises jsparse.CorruptFileError.
     """
     meth = as_method(method, **options)
     width = val.check_int(width, "width", minimum=1)
