@@ -181,6 +181,13 @@ def check_noise_var(noise_var: Any) -> None:
     V.check_positive(noise_var, "noise_var")
 
 
+def check_flag(value: Any, name: str) -> bool:
+    """A Python bool (static setting)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def check_nonempty(arr: jax.Array, name: str) -> None:
     """ValueError naming `name` when an array has a zero-length dimension (nothing to solve for)."""
     if 0 in arr.shape:

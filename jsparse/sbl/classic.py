@@ -25,6 +25,7 @@ from jax.scipy.linalg import solve_triangular
 from jsparse.core import runner
 from jsparse.core import validation as V
 from jsparse.sbl import _common as C
+from jsparse.sbl import _scale as S
 from jsparse.sbl._estep import kron_dense_posterior
 
 __all__ = ["SBL", "SBLState", "sbl", "dense_posterior"]
@@ -90,17 +91,20 @@ class SBL(struct.PyTreeNode):
     tol: float = struct.field(pytree_node=False, default=1e-4)
     max_iters: int = struct.field(pytree_node=False, default=150)
     adjoint: Any = struct.field(pytree_node=False, default="none")
+    normalise: bool = struct.field(pytree_node=False, default=False)
 
     @property
     def solution(self) -> tuple:
         """State fields at the fixed point (implicit adjoint): γ, and σ² when it is learned."""
         return ("gamma", "noise_var") if self.noise_var is None else ("gamma",)
 
-    def _known_noise(self, y: jax.Array) -> jax.Array:
-        return jnp.asarray(self.noise_var, C.real_dtype(y.dtype))
+    def _known_noise(self, y: jax.Array, sc: S.Scales) -> jax.Array:
+        """The given σ² in normalised units (divided by s_y²)."""
+        rdt = C.real_dtype(y.dtype)
+        return jnp.asarray(self.noise_var, rdt) / (sc.y**2).astype(rdt)
 
-    def _sigma2(self, state_noise: jax.Array, y: jax.Array) -> jax.Array:
-        return state_noise if self.noise_var is None else self._known_noise(y)
+    def _sigma2(self, state_noise: jax.Array, y: jax.Array, sc: S.Scales) -> jax.Array:
+        return state_noise if self.noise_var is None else self._known_noise(y, sc)
 
     def _prune(self, gamma: jax.Array) -> jax.Array:
         return jnp.where(gamma < self.prune * jnp.max(gamma), 0, gamma)
@@ -113,35 +117,40 @@ class SBL(struct.PyTreeNode):
         return diag_sigma + jnp.abs(mu) ** 2, sigma2, mu
 
     def init(self, y: jax.Array, H: Any) -> SBLState:
-        """γ = 1, σ² known or 0.1 var(y), μ = 0."""
-        sigma0 = C.initial_noise_var(y) if self.noise_var is None else self._known_noise(y)
+        """γ = 1, σ² known or 0.1 var(y), μ = 0 (normalised units, see `_scale`)."""
+        y, H, sc = S.normalise(y, H, self.normalise)
+        sigma0 = C.initial_noise_var(y) if self.noise_var is None else self._known_noise(y, sc)
         n = columns(H)
         return SBLState(jnp.ones((n,), C.real_dtype(y.dtype)), sigma0, jnp.zeros((n,), y.dtype),
                         jnp.asarray(0, jnp.int32), jnp.asarray(False))
 
     def step(self, state: SBLState, y: jax.Array, H: Any) -> SBLState:
-        """One EM iteration (pure; jit / vmap / lax.scan-able)."""
-        new, new_s, mu = self.em_update(state.gamma, self._sigma2(state.noise_var, y), y, H)
+        """One EM iteration (pure; jit / vmap / lax.scan-able); data as given, state in normalised units."""
+        y, H, sc = S.normalise(y, H, self.normalise)
+        new, new_s, mu = self.em_update(state.gamma, self._sigma2(state.noise_var, y, sc), y, H)
         change = runner.relative_change(new, state.gamma)
         return SBLState(new, new_s, mu, state.iteration + 1, change <= self.tol)
 
     def fixed_point(self, solution: tuple, y: jax.Array, H: Any) -> tuple:
-        """The EM map on (γ[, σ²])."""
-        gamma, sigma2 = solution if self.noise_var is None else (solution[0], self._known_noise(y))
+        """The EM map on (γ[, σ²]) (normalised units)."""
+        y, H, sc = S.normalise(y, H, self.normalise)
+        gamma, sigma2 = solution if self.noise_var is None else (solution[0], self._known_noise(y, sc))
         new, new_s, _ = self.em_update(gamma, sigma2, y, H)
         return (new, new_s) if self.noise_var is None else (new,)
 
     def estimate(self, state: SBLState, y: jax.Array, H: Any) -> jax.Array:
-        """(N,) the E-step mean of the last iteration (the posterior mean under the previous γ)."""
-        return state.mu
+        """(N,) the E-step mean of the last iteration (the posterior mean under the previous γ), data units."""
+        return state.mu * S.normalise(y, H, self.normalise)[2].x.astype(state.mu.dtype)
 
     def result(self, state: SBLState, y: jax.Array, H: Any, info: runner.RunInfo | None = None) -> C.SBLResult:
-        """SBLResult: the posterior mean under the pruned, learned prior."""
+        """SBLResult: the posterior mean under the pruned, learned prior (data units)."""
         info = runner.info_from_state(state) if info is None else info
-        sigma2 = self._sigma2(state.noise_var, y)
+        y, H, sc = S.normalise(y, H, self.normalise)
+        sigma2 = self._sigma2(state.noise_var, y, sc)
         gamma = self._prune(state.gamma)
-        mu = _posterior(y, H, gamma, sigma2)[0]
-        return C.SBLResult(mu, (gamma,), sigma2, info.iterations, info.converged, info.trace)
+        mu = _posterior(y, H, gamma, sigma2)[0] * sc.x.astype(y.dtype)
+        return C.SBLResult(mu, S.scale_gammas((gamma,), sc), sigma2 * sc.y**2, info.iterations, info.converged,
+                           info.trace)
 
 
 def sbl(
@@ -155,6 +164,7 @@ def sbl(
     adjoint: str | runner.Adjoint = "none",
     x_true: jax.Array | None = None,
     trace_fn: Callable[..., jax.Array] | None = None,
+    normalise: bool = False,
 ) -> C.SBLResult:
     """Classic EM sparse Bayesian learning: validate, build an `SBL`, run it.
 
@@ -170,6 +180,9 @@ def sbl(
       x_true: optional (N,) ground truth: shorthand for `trace_fn=nmse_trace(solver, x_true)`, the
         NMSE of the E-step mean of each iteration (the posterior mean under the previous iteration's γ).
       trace_fn: optional `(state, y, H) -> scalar` recorded after every iteration.
+      normalise: solve on normalised data (y / s_y, H_i / s_i with power-of-two scales, `_scale`) and map
+        x, γ, σ² back, so that the result is scale-equivariant by construction: use it for data far from
+        unit scale (the default False runs the reference algorithm on the data as given).
 
     Returns:
       SBLResult(x (N,), gammas=(γ (N,),), noise_var, iterations, converged, trace); x is the
@@ -178,6 +191,7 @@ def sbl(
     kron = isinstance(H, (tuple, list))
     y, H = C.check_y_factors(y, H) if kron else C.check_y_dict(y, H)
     C.check_noise_var(noise_var)
+    C.check_scalars(prune=prune)
     V.check_in_range(prune, "prune", 0.0, 1.0, high_inclusive=False)
     if x_true is not None:
         x_true = V.check_array(x_true, "x_true", shape=(columns(H),))
@@ -185,5 +199,5 @@ def sbl(
             raise ValueError("trace_fn: give either x_true or trace_fn, not both")
     noise = None if noise_var is None else jnp.asarray(noise_var, C.real_dtype(y.dtype))
     solver = SBL(noise, float(prune), C.check_tol(tol), V.check_int(max_iters, "max_iters", minimum=1),
-                 runner.check_adjoint(adjoint))
+                 runner.check_adjoint(adjoint), C.check_flag(normalise, "normalise"))
     return C.run_solver(solver, (y, H), x_true, trace_fn)

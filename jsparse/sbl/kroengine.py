@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from jsparse.core import runner
 from jsparse.sbl import _common as C
+from jsparse.sbl import _scale as S
 from jsparse.sbl._estep import Posterior, posterior_eig_m, posterior_eig_n
 from jsparse.sbl._mstep import am_mstep, am_sweep, normalise, svd_mstep
 
@@ -84,6 +85,7 @@ class KroEngine:
     inner_max: int
     max_iters: int
     adjoint: Any
+    normalise: bool
 
     @property
     def solution(self) -> tuple:
@@ -96,11 +98,13 @@ class KroEngine:
     def initial_gammas(self, dims: Sequence[int], dtype) -> tuple:
         raise NotImplementedError
 
-    def _known_noise(self, y: jax.Array) -> jax.Array:
-        return jnp.asarray(self.noise_var, C.real_dtype(y.dtype))
+    def _known_noise(self, y: jax.Array, sc: S.Scales) -> jax.Array:
+        """The given σ² in normalised units (divided by s_y²)."""
+        rdt = C.real_dtype(y.dtype)
+        return jnp.asarray(self.noise_var, rdt) / (sc.y**2).astype(rdt)
 
-    def _sigma2(self, state_noise: jax.Array, y: jax.Array) -> jax.Array:
-        return state_noise if self.noise_var is None else self._known_noise(y)
+    def _sigma2(self, state_noise: jax.Array, y: jax.Array, sc: S.Scales) -> jax.Array:
+        return state_noise if self.noise_var is None else self._known_noise(y, sc)
 
     def _posterior(self, gammas, sigma2, y, factors) -> tuple[tuple, Posterior]:
         gammas = C.prune(gammas, self.relative_prune(len(factors)), self.prune_abs)
@@ -116,35 +120,45 @@ class KroEngine:
         return tuple(new), sigma2
 
     def init(self, y: jax.Array, factors: Sequence[jax.Array]) -> KroState:
-        """Initial prior (`initial_gammas`) and σ² (the known value, or 0.1 var(y) when learned)."""
+        """Initial prior (`initial_gammas`) and σ² (the known value, or 0.1 var(y) when learned).
+
+        The state is in normalised units (`_scale`: y / s_y, H_i / s_i), as every method below.
+        """
+        y, factors, sc = S.normalise(y, tuple(factors), self.normalise)
         rdt = C.real_dtype(y.dtype)
-        sigma0 = C.initial_noise_var(y) if self.noise_var is None else self._known_noise(y)
+        sigma0 = C.initial_noise_var(y) if self.noise_var is None else self._known_noise(y, sc)
         gammas = self.initial_gammas([f.shape[1] for f in factors], rdt)
         return KroState(gammas, sigma0, jnp.asarray(0, jnp.int32), jnp.asarray(False))
 
     def step(self, state: KroState, y: jax.Array, factors: Sequence[jax.Array]) -> KroState:
         """One EM iteration (pure; jit / vmap / lax.scan-able); converged when the relative change
-        of the full γ = ⊗γ_i is <= tol."""
-        new_g, new_s = self.em_update(state.gammas, self._sigma2(state.noise_var, y), y, tuple(factors))
+        of the full γ = ⊗γ_i is <= tol. Takes the data as given (y, factors) and the state in
+        normalised units, exactly as the solve function runs it."""
+        y, factors, sc = S.normalise(y, tuple(factors), self.normalise)
+        new_g, new_s = self.em_update(state.gammas, self._sigma2(state.noise_var, y, sc), y, tuple(factors))
         change = runner.relative_change(C.full_gamma(new_g), C.full_gamma(state.gammas))
         return KroState(new_g, new_s, state.iteration + 1, change <= self.tol)
 
     def fixed_point(self, solution: tuple, y: jax.Array, factors: Sequence[jax.Array]) -> tuple:
-        """The EM map on `solution` (γ_i[, σ²]), whose fixed point the converged run is."""
-        gammas, sigma2 = solution if self.noise_var is None else (solution[0], self._known_noise(y))
+        """The EM map on `solution` (γ_i[, σ²], normalised units), whose fixed point the converged run is."""
+        y, factors, sc = S.normalise(y, tuple(factors), self.normalise)
+        gammas, sigma2 = solution if self.noise_var is None else (solution[0], self._known_noise(y, sc))
         new_g, new_s = self.em_update(gammas, sigma2, y, tuple(factors))
         return (new_g, new_s) if self.noise_var is None else (new_g,)
 
     def estimate(self, state: KroState, y: jax.Array, factors: Sequence[jax.Array]) -> jax.Array:
-        """(N,) posterior mean under the state's pruned prior (one E-step)."""
-        return self._posterior(state.gammas, self._sigma2(state.noise_var, y), y, tuple(factors))[1].mu
+        """(N,) posterior mean under the state's pruned prior (one E-step), in data units."""
+        y, factors, sc = S.normalise(y, tuple(factors), self.normalise)
+        mu = self._posterior(state.gammas, self._sigma2(state.noise_var, y, sc), y, factors)[1].mu
+        return mu * sc.x.astype(mu.dtype)
 
     def result(self, state: KroState, y: jax.Array, factors: Sequence[jax.Array],
                info: runner.RunInfo | None = None) -> C.SBLResult:
-        """SBLResult of a final state: the posterior mean under the pruned, learned prior."""
+        """SBLResult of a final state: the posterior mean under the pruned, learned prior (data units)."""
         info = runner.info_from_state(state) if info is None else info
-        sigma2 = self._sigma2(state.noise_var, y)
-        gammas, post = self._posterior(state.gammas, sigma2, y, tuple(factors))
-        return C.SBLResult(post.mu, gammas, sigma2, info.iterations, info.converged, info.trace)
-
-
+        y, factors, sc = S.normalise(y, tuple(factors), self.normalise)
+        sigma2 = self._sigma2(state.noise_var, y, sc)
+        gammas, post = self._posterior(state.gammas, sigma2, y, factors)
+        x = post.mu * sc.x.astype(post.mu.dtype)
+        return C.SBLResult(x, S.scale_gammas(gammas, sc), sigma2 * sc.y**2, info.iterations, info.converged,
+                           info.trace)

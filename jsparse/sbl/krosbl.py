@@ -71,6 +71,7 @@ class KroSBL(KroEngine, struct.PyTreeNode):
     inner_max: int = struct.field(pytree_node=False, default=100)
     max_iters: int = struct.field(pytree_node=False, default=150)
     adjoint: Any = struct.field(pytree_node=False, default="none")
+    normalise: bool = struct.field(pytree_node=False, default=False)
 
     def relative_prune(self, n_factors: int) -> tuple:
         """Per-factor relative thresholds (the method's reference default when `prune` is None)."""
@@ -114,6 +115,7 @@ def krosbl(
     adjoint: str | runner.Adjoint = "none",
     x_true: jax.Array | None = None,
     trace_fn: Callable[..., jax.Array] | None = None,
+    normalise: bool = False,
 ) -> C.SBLResult:
     """Kronecker-structured sparse Bayesian learning: validate, build a `KroSBL`, run it.
 
@@ -137,6 +139,9 @@ def krosbl(
       adjoint: "none", "unrolled", "implicit" or an adjoint value (see jsparse.core.adjoint).
       x_true: optional (N,) ground truth: shorthand for `trace_fn=nmse_trace(solver, x_true)`.
       trace_fn: optional `(state, y, factors) -> scalar` recorded after every iteration.
+      normalise: solve on normalised data (y / s_y, H_i / s_i with power-of-two scales, `_scale`) and map
+        x, γ, σ² back, so that the result is scale-equivariant by construction: use it for data far from
+        unit scale (the default False runs the reference algorithm on the data as given).
 
     Returns:
       SBLResult(x (N,), gammas (I tuple of (N_i,)), noise_var, iterations, converged, trace), with
@@ -145,11 +150,13 @@ def krosbl(
     y, factors, prune, adjoint, x_true = _check(y, factors, method, noise_var, max_iters, tol, prune, prune_abs,
                                                 inner_tol, inner_max, adjoint, x_true)
     noise = None if noise_var is None else jnp.asarray(noise_var, C.real_dtype(y.dtype))
+    normalise = C.check_flag(normalise, "normalise")
     if method == "pc":
-        solver: KroEngine = PCKroSBL(noise_var=noise, prune=prune, max_iters=max_iters, tol=float(tol), adjoint=adjoint)
+        solver: KroEngine = PCKroSBL(noise_var=noise, prune=prune, max_iters=max_iters, tol=float(tol), adjoint=adjoint,
+                                     normalise=normalise)
     else:
         solver = KroSBL(method, noise, prune, float(prune_abs), float(tol), float(inner_tol), inner_max, max_iters,
-                        adjoint)
+                        adjoint, normalise)
     if x_true is not None and trace_fn is not None:
         raise ValueError("trace_fn: give either x_true or trace_fn, not both")
     return C.run_solver(solver, (y, factors), x_true, trace_fn)

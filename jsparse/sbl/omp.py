@@ -27,6 +27,7 @@ from jsparse.core import runner
 from jsparse.core import validation as V
 from jsparse.core.kron import kron_matvec, kron_rmatvec
 from jsparse.sbl import _common as C
+from jsparse.sbl import _scale as S
 
 __all__ = ["OMP", "KronOMP", "omp", "kron_omp", "oracle_ls", "OMPResult"]
 
@@ -74,20 +75,25 @@ class OMP(struct.PyTreeNode):
     max_atoms: int = struct.field(pytree_node=False, default=10)
     tol: float = struct.field(pytree_node=False, default=1e-2)
     adjoint: Any = struct.field(pytree_node=False, default="none")
+    normalise: bool = struct.field(pytree_node=False, default=False)
 
     @property
     def max_iters(self) -> int:
         return self.max_atoms
 
     def init(self, y: jax.Array, H: jax.Array) -> OmpState:
-        """No atom selected; the residual is y."""
+        """No atom selected; the residual is y (normalised units, see `_scale`)."""
+        y, H, _ = S.normalise(y, H, self.normalise)
         colnorm = jnp.maximum(jnp.linalg.norm(H, axis=0), C.tiny(C.real_dtype(y.dtype)))
         zero = jnp.asarray(0, jnp.int32)
         return OmpState(jnp.zeros((self.max_atoms,), jnp.int32), zero, jnp.zeros((H.shape[1],), y.dtype), y, colnorm,
                         zero, jnp.linalg.norm(y) <= 0)
 
     def step(self, state: OmpState, y: jax.Array, H: jax.Array) -> OmpState:
-        """Add the most correlated column and refit least squares (pure; jit / vmap / lax.scan-able)."""
+        """Add the most correlated column and refit least squares (pure; jit / vmap / lax.scan-able).
+
+        Data as given; the state is in normalised units, exactly as `omp` runs it."""
+        y, H, _ = S.normalise(y, H, self.normalise)
         corr = jnp.abs(jnp.matmul(jnp.conj(H).T, state.resid, precision=C.HIGHEST)) / state.colnorm
         slots = jnp.arange(self.max_atoms, dtype=jnp.int32)
         taken = jnp.zeros(H.shape[1], bool).at[state.idx].max(slots < state.count)
@@ -101,22 +107,25 @@ class OMP(struct.PyTreeNode):
         return OmpState(idx, count, x, resid, state.colnorm, state.iteration + 1, done)
 
     def result(self, state: OmpState, y: jax.Array, H: jax.Array, info: runner.RunInfo | None = None) -> OMPResult:
-        """OMPResult with support the (N,) mask of the selected columns."""
+        """OMPResult with support the (N,) mask of the selected columns (x, noise_var in data units)."""
         info = runner.info_from_state(state) if info is None else info
+        y_n, _, sc = S.normalise(y, H, self.normalise)
         selected = jnp.arange(self.max_atoms, dtype=jnp.int32) < state.count
         support = jnp.zeros(H.shape[1], bool).at[state.idx].max(selected)
-        return OMPResult(state.x, support, _residual_power(state.resid, y), info.iterations, info.converged)
+        return OMPResult(state.x * sc.x.astype(state.x.dtype), support, _residual_power(state.resid, y_n) * sc.y**2,
+                         info.iterations, info.converged)
 
 
 def _residual_power(resid: jax.Array, y: jax.Array) -> jax.Array:
     return (jnp.sum(jnp.abs(resid) ** 2) / y.shape[0]).astype(C.real_dtype(y.dtype))
 
 
-def omp(y: jax.Array, H: jax.Array, *, max_atoms: int, tol: float = 1e-2) -> OMPResult:
-    """Orthogonal matching pursuit. y (M,), H (M, N); max_atoms <= min(M, N); tol: relative residual."""
+def omp(y: jax.Array, H: jax.Array, *, max_atoms: int, tol: float = 1e-2, normalise: bool = False) -> OMPResult:
+    """Orthogonal matching pursuit. y (M,), H (M, N); max_atoms <= min(M, N); tol: relative residual;
+    normalise: run on normalised data (`_scale`) and map x, noise_var back."""
     y, H = C.check_y_dict(y, H)
     max_atoms = V.check_int(max_atoms, "max_atoms", minimum=1, maximum=min(H.shape))
-    return C.run_solver(OMP(max_atoms, C.check_tol(tol)), (y, H))
+    return C.run_solver(OMP(max_atoms, C.check_tol(tol), normalise=C.check_flag(normalise, "normalise")), (y, H))
 
 
 # ----------------------------------------------------------------------------- Kronecker OMP
@@ -125,7 +134,13 @@ def _kron_ls(y: jax.Array, factors: Sequence[jax.Array], masks: Sequence[jax.Arr
     return kron_matvec(pinvs, y)
 
 
-_kron_ls_jit = jax.jit(_kron_ls)
+@partial(jax.jit, static_argnames=("normalise",))
+def _kron_ls_jit(y: jax.Array, factors: Sequence[jax.Array], masks: Sequence[jax.Array], *,
+                 normalise: bool = False) -> jax.Array:
+    """`_kron_ls`, on normalised data (`_scale`) mapped back to data units when `normalise`."""
+    y_n, f_n, sc = S.normalise(y, tuple(factors), normalise)
+    x = _kron_ls(y_n, f_n, masks)
+    return x * sc.x.astype(x.dtype)
 
 
 class KronOmpState(NamedTuple):
@@ -150,13 +165,15 @@ class KronOMP(struct.PyTreeNode):
     max_atoms: tuple = struct.field(pytree_node=False, default=(10, 10, 10))
     tol: float = struct.field(pytree_node=False, default=1e-2)
     adjoint: Any = struct.field(pytree_node=False, default="none")
+    normalise: bool = struct.field(pytree_node=False, default=False)
 
     @property
     def max_iters(self) -> int:
         return min(int(np.prod(self.max_atoms)), sum(self.max_atoms) + 1)
 
     def init(self, y: jax.Array, factors: Sequence[jax.Array]) -> KronOmpState:
-        """Empty index sets; the residual is y."""
+        """Empty index sets; the residual is y (normalised units, see `_scale`)."""
+        y, factors, _ = S.normalise(y, tuple(factors), self.normalise)
         tiny = C.tiny(C.real_dtype(y.dtype))
         normalised = tuple(h / jnp.maximum(jnp.linalg.norm(h, axis=0), tiny).astype(h.dtype)[None, :] for h in factors)
         n = int(np.prod([h.shape[1] for h in factors]))
@@ -165,7 +182,10 @@ class KronOMP(struct.PyTreeNode):
                             jnp.linalg.norm(y) <= 0)
 
     def step(self, state: KronOmpState, y: jax.Array, factors: Sequence[jax.Array]) -> KronOmpState:
-        """Add the most correlated Kronecker atom's indices and refit (pure; jit / vmap / lax.scan-able)."""
+        """Add the most correlated Kronecker atom's indices and refit (pure; jit / vmap / lax.scan-able).
+
+        Data as given; the state is in normalised units, exactly as `kron_omp` runs it."""
+        y, factors, _ = S.normalise(y, tuple(factors), self.normalise)
         dims = tuple(f.shape[1] for f in factors)
         corr = jnp.abs(kron_rmatvec(state.normalised, state.resid))
         picks = jnp.unravel_index(jnp.argmax(corr), dims)
@@ -181,13 +201,16 @@ class KronOMP(struct.PyTreeNode):
 
     def result(self, state: KronOmpState, y: jax.Array, factors: Sequence[jax.Array],
                info: runner.RunInfo | None = None) -> OMPResult:
-        """OMPResult with support the per-mode masks S_i."""
+        """OMPResult with support the per-mode masks S_i (x, noise_var in data units)."""
         info = runner.info_from_state(state) if info is None else info
-        return OMPResult(state.x, state.masks, _residual_power(state.resid, y), info.iterations, info.converged)
+        y_n, _, sc = S.normalise(y, tuple(factors), self.normalise)
+        return OMPResult(state.x * sc.x.astype(state.x.dtype), state.masks,
+                         _residual_power(state.resid, y_n) * sc.y**2, info.iterations, info.converged)
 
 
 def kron_omp(
-    y: jax.Array, factors: Sequence[jax.Array], *, max_atoms: Sequence[int] | int = (10, 10, 10), tol: float = 1e-2
+    y: jax.Array, factors: Sequence[jax.Array], *, max_atoms: Sequence[int] | int = (10, 10, 10), tol: float = 1e-2,
+    normalise: bool = False,
 ) -> OMPResult:
     """N-way OMP (Caiafa & Cichocki 2013) for y ≈ (H_1 ⊗ ... ⊗ H_I) x: validate, build a `KronOMP`, run it.
 
@@ -195,6 +218,7 @@ def kron_omp(
       y: (prod M_i,); factors: I >= 2 matrices (M_i, N_i) of y's dtype.
       max_atoms: per-mode cap on |S_i| (an int applies to every mode; reference (10, 10, 10)).
       tol: stop when ||r|| <= tol ||y||.
+      normalise: run on normalised data (`_scale`) and map x, noise_var back.
     Returns:
       OMPResult with support = per-mode masks S_i; x is zero outside S_1 × ... × S_I.
     """
@@ -203,11 +227,12 @@ def kron_omp(
     if len(caps) != len(factors):
         raise ValueError(f"max_atoms: expected {len(factors)} values (one per factor), got {max_atoms!r}")
     caps = tuple(V.check_int(c, "max_atoms", minimum=1) for c in caps)
-    return C.run_solver(KronOMP(caps, C.check_tol(tol)), (y, tuple(factors)))
+    return C.run_solver(KronOMP(caps, C.check_tol(tol), normalise=C.check_flag(normalise, "normalise")),
+                        (y, tuple(factors)))
 
 
 # ----------------------------------------------------------------------------- oracle LS
-def oracle_ls(y: jax.Array, H, support, *, max_support: int | None = None) -> jax.Array:
+def oracle_ls(y: jax.Array, H, support, *, max_support: int | None = None, normalise: bool = False) -> jax.Array:
     """Least squares restricted to a known support.
 
     Args:
@@ -216,6 +241,7 @@ def oracle_ls(y: jax.Array, H, support, *, max_support: int | None = None) -> ja
       support: for factors, a tuple of per-factor boolean masks (N_i,) (a Kronecker support);
         for a dense H, an (N,) boolean mask.
       max_support: dense case only: static bound on the support size (default min(M, N)).
+      normalise: solve on normalised data and map back (`_scale`; scale-equivariant by construction).
     Returns:
       (N,) estimate, zero outside the support.
     """
@@ -225,16 +251,17 @@ def oracle_ls(y: jax.Array, H, support, *, max_support: int | None = None) -> ja
             raise ValueError(f"support: expected {len(factors)} boolean masks (one per factor)")
         masks = tuple(V.check_array(s, f"support[{i}]", shape=(f.shape[1],)).astype(bool)
                       for i, (s, f) in enumerate(zip(support, factors)))
-        return _kron_ls_jit(y, factors, masks)
+        return _kron_ls_jit(y, factors, masks, normalise=C.check_flag(normalise, "normalise"))
     y, H = C.check_y_dict(y, H)
     mask = V.check_array(support, "support", shape=(H.shape[1],)).astype(bool)
     size = min(H.shape) if max_support is None else V.check_int(max_support, "max_support", minimum=1)
-    return _dense_ls(y, H, mask, size=size)
+    return _dense_ls(y, H, mask, size=size, normalise=C.check_flag(normalise, "normalise"))
 
 
-@partial(jax.jit, static_argnames=("size",))
-def _dense_ls(y, H, mask, *, size: int) -> jax.Array:
+@partial(jax.jit, static_argnames=("size", "normalise"))
+def _dense_ls(y, H, mask, *, size: int, normalise: bool = False) -> jax.Array:
+    y, H, sc = S.normalise(y, H, normalise)
     idx = jnp.nonzero(mask, size=size, fill_value=0)[0]
     valid = jnp.arange(size) < jnp.sum(mask)
     coef = _masked_lstsq(H[:, idx], valid, y)
-    return jnp.zeros((H.shape[1],), y.dtype).at[idx].add(coef)
+    return jnp.zeros((H.shape[1],), y.dtype).at[idx].add(coef) * sc.x.astype(y.dtype)

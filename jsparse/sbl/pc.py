@@ -70,6 +70,7 @@ class PCKroSBL(KroEngine, struct.PyTreeNode):
     inner_max: int = struct.field(pytree_node=False, default=9)
     max_iters: int = struct.field(pytree_node=False, default=150)
     adjoint: Any = struct.field(pytree_node=False, default="none")
+    normalise: bool = struct.field(pytree_node=False, default=False)
     method = "pc"  # the engine's strategy row (not a setting)
 
     def relative_prune(self, n_factors: int) -> tuple:
@@ -127,6 +128,7 @@ def pc_krosbl(
     floor: float = 1e-5,
     adjoint: str | runner.Adjoint = "none",
     trace_fn=None,
+    normalise: bool = False,
 ) -> C.SBLResult:
     """Pattern-coupled AM-KroSBL for Kronecker-structured, block-sparse x: validate, build a `PCKroSBL`, run it.
 
@@ -146,6 +148,9 @@ def pc_krosbl(
       adjoint: "none", "unrolled", "implicit" or an adjoint value (jsparse.core.adjoint); NNLS
         differentiates with its active set held fixed.
       trace_fn: optional `(state, y, factors) -> scalar` recorded after every iteration.
+      normalise: solve on normalised data (y / s_y, H_i / s_i with power-of-two scales, `_scale`) and map
+        x, γ̃, σ² back, so that the result is scale-equivariant by construction: use it for data far from
+        unit scale (the default False runs the reference algorithm on the data as given).
 
     Returns:
       SBLResult(x (N,), gammas (I tuple of γ̃_i, pruned), noise_var, iterations, converged, trace).
@@ -166,5 +171,6 @@ def pc_krosbl(
         floor=float(floor), tol=C.check_tol(tol), inner_tol=float(inner_tol),
         inner_max=V.check_int(inner_max, "inner_max", minimum=1),
         max_iters=V.check_int(max_iters, "max_iters", minimum=1), adjoint=runner.check_adjoint(adjoint),
+        normalise=C.check_flag(normalise, "normalise"),
     )
     return C.run_solver(solver, (y, factors), None, trace_fn)

@@ -20,6 +20,7 @@ from flax import struct
 from jsparse.core import runner
 from jsparse.core import validation as V
 from jsparse.sbl import _common as C
+from jsparse.sbl import _scale as S
 from jsparse.sbl._estep import kron_dense_posterior
 from jsparse.sbl.classic import columns, dense_posterior, sbl
 
@@ -66,27 +67,32 @@ class PCSBL(struct.PyTreeNode):
     tol: float = struct.field(pytree_node=False, default=1e-4)
     max_iters: int = struct.field(pytree_node=False, default=150)
     adjoint: Any = struct.field(pytree_node=False, default="none")
+    normalise: bool = struct.field(pytree_node=False, default=False)
 
-    def _known_noise(self, y: jax.Array) -> jax.Array:
-        return jnp.asarray(self.noise_var, C.real_dtype(y.dtype))
+    def _known_noise(self, y: jax.Array, sc: S.Scales) -> jax.Array:
+        """The given σ² in normalised units (divided by s_y²)."""
+        rdt = C.real_dtype(y.dtype)
+        return jnp.asarray(self.noise_var, rdt) / (sc.y**2).astype(rdt)
 
-    def _sigma2(self, state_noise: jax.Array, y: jax.Array) -> jax.Array:
-        return state_noise if self.noise_var is None else self._known_noise(y)
+    def _sigma2(self, state_noise: jax.Array, y: jax.Array, sc: S.Scales) -> jax.Array:
+        return state_noise if self.noise_var is None else self._known_noise(y, sc)
 
     def _energy(self, state: PCSBLState) -> jax.Array:
         return _shift_sum(jnp.abs(state.mu) ** 2, self.beta) + _shift_sum(state.var, self.beta)
 
     def init(self, y: jax.Array, H: jax.Array | Sequence[jax.Array]) -> PCSBLState:
-        """The reference start: the posterior under unit prior precision (no coupling)."""
+        """The reference start: the posterior under unit prior precision (no coupling; normalised units)."""
+        y, H, sc = S.normalise(y, H, self.normalise)
         rdt = C.real_dtype(y.dtype)
         n = columns(H)
-        sigma0 = C.initial_noise_var(y) if self.noise_var is None else self._known_noise(y)
+        sigma0 = C.initial_noise_var(y) if self.noise_var is None else self._known_noise(y, sc)
         mu0, var0, _, _ = _posterior(y, H, jnp.ones((n,), rdt), sigma0)
         return PCSBLState(mu0, var0, sigma0, jnp.asarray(0, jnp.int32), jnp.asarray(False))
 
     def step(self, state: PCSBLState, y: jax.Array, H: jax.Array | Sequence[jax.Array]) -> PCSBLState:
-        """One PC-SBL iteration (pure; jit / vmap / lax.scan-able)."""
-        sigma2 = self._sigma2(state.noise_var, y)
+        """One PC-SBL iteration (pure; jit / vmap / lax.scan-able); data as given, state in normalised units."""
+        y, H, sc = S.normalise(y, H, self.normalise)
+        sigma2 = self._sigma2(state.noise_var, y, sc)
         alpha = (self.a + 0.5) / (0.5 * self._energy(state) + self.b)
         alpha = jnp.where(alpha > self.prune * jnp.min(alpha), 1e10, alpha)
         v = 1.0 / _shift_sum(alpha, self.beta)
@@ -97,15 +103,18 @@ class PCSBL(struct.PyTreeNode):
         return PCSBLState(mu, var, sigma2, state.iteration + 1, change <= self.tol)
 
     def estimate(self, state: PCSBLState, y: jax.Array, H: Any) -> jax.Array:
-        """(N,) the state's posterior mean μ."""
-        return state.mu
+        """(N,) the state's posterior mean μ in data units."""
+        return state.mu * S.normalise(y, H, self.normalise)[2].x.astype(state.mu.dtype)
 
     def result(self, state: PCSBLState, y: jax.Array, H: Any, info: runner.RunInfo | None = None) -> C.SBLResult:
-        """SBLResult(x = μ, gammas = (1/α,) before coupling, noise_var, iterations, converged, trace)."""
+        """SBLResult(x = μ, gammas = (1/α,) before coupling, noise_var, iterations, converged, trace), data units."""
         info = runner.info_from_state(state) if info is None else info
+        y, H, sc = S.normalise(y, H, self.normalise)
         gamma = (0.5 * self._energy(state) + self.b) / (self.a + 0.5)
-        sigma2 = self._sigma2(state.noise_var, y)
-        return C.SBLResult(state.mu, (gamma.astype(sigma2.dtype),), sigma2, info.iterations, info.converged, info.trace)
+        sigma2 = self._sigma2(state.noise_var, y, sc)
+        x = state.mu * sc.x.astype(state.mu.dtype)
+        return C.SBLResult(x, S.scale_gammas((gamma.astype(sigma2.dtype),), sc), sigma2 * sc.y**2, info.iterations,
+                           info.converged, info.trace)
 
 
 def pc_sbl(
@@ -120,6 +129,7 @@ def pc_sbl(
     max_iters: int = 150,
     tol: float = 1e-4,
     trace_fn=None,
+    normalise: bool = False,
 ) -> C.SBLResult:
     """Pattern-coupled SBL (PC-SBL) on the vectorised problem: validate, build a `PCSBL`, run it.
 
@@ -133,6 +143,9 @@ def pc_sbl(
       prune: precisions above prune · min α are set to 1e10 (reference 1e3).
       max_iters, tol: stop when ||μ_t − μ_{t−1}|| / ||μ_{t−1}|| <= tol or after max_iters.
       trace_fn: optional `(state, y, H) -> scalar` recorded after every iteration.
+      normalise: solve on normalised data (y / s_y, H_i / s_i with power-of-two scales, `_scale`) and map
+        x, γ, σ² back, so that the result is scale-equivariant by construction: use it for data far from
+        unit scale (the default False runs the reference algorithm on the data as given).
 
     Returns:
       SBLResult(x = μ (N,), gammas = (1/α,) (N,) prior variances before coupling, noise_var,
@@ -140,6 +153,7 @@ def pc_sbl(
     """
     kron = isinstance(H, (list, tuple))
     y, dictionary = C.check_y_factors(y, H) if kron else C.check_y_dict(y, H)
+    C.check_scalars(beta=beta, a=a, b=b, prune=prune)
     V.check_in_range(beta, "beta", 0.0, 1.0, high_inclusive=False)
     C.check_noise_var(noise_var)
     V.check_positive(a, "a", allow_zero=True)
@@ -147,7 +161,8 @@ def pc_sbl(
     V.check_positive(prune, "prune")
     rdt = C.real_dtype(y.dtype)
     solver = PCSBL(float(beta), None if noise_var is None else jnp.asarray(noise_var, rdt), float(a),
-                   float(b), float(prune), C.check_tol(tol), V.check_int(max_iters, "max_iters", minimum=1))
+                   float(b), float(prune), C.check_tol(tol), V.check_int(max_iters, "max_iters", minimum=1),
+                   normalise=C.check_flag(normalise, "normalise"))
     return C.run_solver(solver, (y, dictionary), None, trace_fn)
 
 
@@ -159,6 +174,7 @@ def csbl_kron(
     prune: float = 1e-4,
     max_iters: int = 150,
     tol: float = 1e-4,
+    normalise: bool = False,
 ) -> C.SBLResult:
     """Classic EM-SBL ("cSBL") for a Kronecker dictionary with a non-Kronecker prior diag(γ).
 
@@ -167,5 +183,6 @@ def csbl_kron(
     E-step is `kron_dense_posterior`: O(M³ + N Σ M_i²) per iteration instead of O(M² N), and no
     M x N matrix. Known noise variance only (the IRS experiment). Reference prune: 1e-4.
     """
+    C.check_scalars(noise_var=noise_var)
     V.check_positive(noise_var, "noise_var")  # known noise only (sbl() would learn it from None)
-    return sbl(y, tuple(factors), noise_var=noise_var, prune=prune, max_iters=max_iters, tol=tol)
+    return sbl(y, tuple(factors), noise_var=noise_var, prune=prune, max_iters=max_iters, tol=tol, normalise=normalise)

@@ -215,3 +215,11 @@ class TestKronOMPSolver(SolverSuite):
     case = _case("KronOMP", lambda n: S.KronOMP(max_atoms=(3, 3, 3), tol=0.0),
                  lambda n, y, f: kron_omp(y, f, max_atoms=(3, 3, 3), tol=0.0),
                  select=lambda out: (out.x, out.support, out.noise_var))
+
+
+class TestKroSBLNormalisedSolver(SolverSuite):
+    # normalise=True: the state is in normalised units; a user's scan of step on the data as given matches the
+    # solve function (the scaling happens inside init / step / result).
+    case = _case("KroSBL-svd-normalised", lambda n: S.KroSBL(method="svd", max_iters=n, tol=0.0, normalise=True),
+                 lambda n, y, f: krosbl(y, f, method="svd", max_iters=n, tol=0.0, normalise=True))
+
