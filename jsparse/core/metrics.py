@@ -73,6 +73,8 @@ def support_jaccard(estimate: jax.Array, truth: jax.Array, rel_threshold: float 
 
 def _as_real(x: ArrayLike, name: str) -> jax.Array:
     x = check_array(x, name, ndim=2, dtype="numeric", finite=False)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one band (row), got shape {x.shape}")
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 

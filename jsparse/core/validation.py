@@ -25,6 +25,7 @@ __all__ = [
     "check_factors",
     "as_key",
     "check_bool_mask",
+    "check_tree",
 ]
 
 
@@ -225,3 +226,17 @@ def check_bool_mask(mask: Any, name: str, *, shape: Sequence[int] | None = None)
     if shape is not None and tuple(arr.shape) != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(arr.shape)}")
     return jnp.asarray(arr)
+
+
+def check_tree(tree: Any, name: str, *, finite: bool = True, boolean: bool = False) -> None:
+    """Raise unless every leaf of `tree` is a numeric (or, with `boolean`, a bool) array; with
+    `finite`, concrete float leaves must hold no NaN/Inf. Errors name the leaf's path."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        where = f"{name}{jax.tree_util.keystr(path)}"
+        if boolean:
+            check_bool_mask(leaf, where)
+            continue
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None and not isinstance(leaf, (int, float, np.generic)) or isinstance(leaf, bool):
+            raise ValueError(f"{where}: expected a numeric array, got {type(leaf).__name__}")
+        check_array(leaf, where, dtype="numeric", finite=finite)

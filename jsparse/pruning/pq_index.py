@@ -121,12 +121,15 @@ def _selected(tree: Any, filter: Filter | None) -> list[tuple[Any, jax.Array]]:
 
 
 def _check_mask(mask: Any, w: Any, is_tree: bool) -> None:
+    if is_tree:
+        validation.check_tree(w, "w")
     if mask is None:
         return
     if is_tree:
         validation.check_same_tree(mask, w, "mask", "w")
-    elif jnp.shape(mask) != jnp.shape(w):
-        raise ValueError(f"mask: shape {jnp.shape(mask)} differs from w's shape {jnp.shape(w)}")
+        validation.check_tree(mask, "mask", boolean=True)
+    else:
+        validation.check_bool_mask(mask, "mask", shape=jnp.shape(w))
 
 
 def pq_index(w: Any, *, p: float = 0.5, q: float = 1.0, mask: Any = None, filter: Filter | None = None):
@@ -135,8 +138,8 @@ def pq_index(w: Any, *, p: float = 0.5, q: float = 1.0, mask: Any = None, filter
     Args:
       w: array of any shape, or a pytree of arrays.
       p, q: 0 < p < q.
-      mask: optional boolean array/pytree of w's structure; False entries are excluded (d counts
-        the True entries only).
+      mask: optional boolean array/pytree of w's structure (dtype bool: a float or int mask is
+        refused); False entries are excluded (d counts the True entries only).
       filter: for pytrees, `filter(path, leaf) -> bool` picks the pooled leaves (default: all;
         pass `default_filter` for the paper's ndim > 1 rule).
     Returns: a scalar of w's float dtype.

@@ -78,9 +78,8 @@ def remaining(masks: Any, params: Any, filter: Callable = default_filter) -> tup
 
 def _validate(params: Any, masks: Any) -> None:
     validation.check_same_tree(masks, params, "masks", "params")
-    for m in jax.tree_util.tree_leaves(masks):
-        if jnp.asarray(m).dtype != jnp.bool_:
-            raise ValueError(f"masks: expected boolean leaves, got {jnp.asarray(m).dtype}")
+    validation.check_tree(masks, "masks", boolean=True)
+    validation.check_tree(params, "params")  # NaN/Inf would sort anywhere and prune arbitrary weights
 
 
 def _rows(x: jax.Array) -> jax.Array:
@@ -104,6 +103,10 @@ class _Rule:
 
     def prune_with_info(self, params: Any, masks: Any) -> PruneInfo:
         _validate(params, masks)
+        for path, p in jax.tree_util.tree_leaves_with_path(params):
+            if self.filter(path, p) and jnp.size(p) == 0:
+                raise ValueError(f"params{jax.tree_util.keystr(path)}: zero-size leaf {jnp.shape(p)} selected for "
+                                 "pruning; exclude it with `filter`")
         return _prune_jit(self, params, masks)
 
     # Per group (a list of weight arrays; axis=1 when each row is its own group, i.e. neurons):

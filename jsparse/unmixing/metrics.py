@@ -34,6 +34,8 @@ def _check(x, name, ndim):
     a = np.asarray(x, np.float64)
     if a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name}: zero-size array, shape {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name}: contains NaN or Inf values")
     return a

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jsparse.core import runner
-from jsparse.core.validation import check_array, check_choice, check_int, check_positive
+from jsparse.core.validation import as_key, check_array, check_choice, check_int, check_positive
 from jsparse.unmixing._common import UnmixingResult, check_image, check_num_endmembers
 from jsparse.unmixing.mu import GUIDANCES, LOSSES, MUConfig, MUState, mu_init, mu_params, mu_step
 from jsparse.unmixing.start import INITS, start_point
@@ -76,6 +76,7 @@ class MUSolver(struct.PyTreeNode):
         if M0 is None or A0 is None:
             if key is None:
                 raise ValueError("key: a PRNG key is needed to compute the start (or pass M0 and A0)")
+            key = as_key(key, "key")
             M0, A0 = start_point(Y, self.num_endmembers, key, self.start, self.fcls_iters, self.init_floor)
         M0, A0 = M0.astype(Y.dtype), A0.astype(Y.dtype)
         params = mu_params(self.config, Y, M0, A0, self.lam, self.gamma, self.delta, self.budget)
@@ -116,7 +117,8 @@ def _check_settings(loss, guidance, p, start, max_iters, fcls_iters, tol, delta,
         check_positive(value, name, allow_zero=True)
     check_positive(budget, "budget")
     check_positive(lam, "lam", allow_zero=True, allow_none=True)
-    check_positive(gamma, "gamma", allow_zero=True, allow_none=True)
+    # The learned map h = Proj(-lam c / (2 gamma)) needs gamma > 0 (gamma -> 0 is the one-hot limit, not a model).
+    check_positive(gamma, "gamma", allow_zero=guidance != "learned", allow_none=True)
 
 
 def mu_method(cls: type[MUSolver], Y, num_endmembers, *, key=None, lam=None, gamma=None, delta=15.0, budget=1.0,
@@ -141,4 +143,6 @@ def mu_method(cls: type[MUSolver], Y, num_endmembers, *, key=None, lam=None, gam
         return solve_mu(solver, Y, None, M0, A0)
     if key is None:
         raise ValueError("key: a PRNG key is needed for the VCA / random initialisation")
-    return solve_mu(solver, Y, key)
+    if R > N:
+        raise ValueError(f"num_endmembers: the start picks R distinct pixels, got R={R} for {N} pixels")
+    return solve_mu(solver, Y, as_key(key, "key"))

@@ -57,7 +57,7 @@ def rrlbs(Y, num_endmembers: int, *, p: float = 0.5, lam=None, gamma=None, delta
       map_form: "simplex" (variant R1, the default) or "exponent" (variant R2: per-pixel exponent
         q_n = 1 - (1 - p) h_n with h_n the re-estimated purity; not guaranteed monotone).
       loss: "l21" (channel-robust, the default) or "fro" (ablation: Frobenius loss + learned map).
-      key: PRNG key for the initialisation (required unless init_endmembers is given).
+      key: PRNG key or int seed for the initialisation (required unless init_endmembers is given).
       init: "vca" (VCA pixels + FCLS abundances), "vca_whitened" (the same on noise-whitened bands,
         robust to outlier channels; `jsparse.unmixing.robust`) or "random" (random pixels + uniform
         abundances). The start is `initial_point(Y, R, key, init=..., fcls_iters=..., init_floor=...)`.

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jsparse.core.validation import check_choice, check_int, check_positive
+from jsparse.core.validation import as_key, check_choice, check_int, check_positive
 from jsparse.unmixing._common import check_image, check_num_endmembers
 from jsparse.unmixing.vca import vca_fcls
 
@@ -54,9 +54,9 @@ def initial_point(Y, num_endmembers: int, key, *, init: str = "vca", fcls_iters:
 
     Args:
       Y: (L, N) image, bands x pixels, non-negative reflectances.
-      num_endmembers: R, with 2 <= R < L.
-      key: PRNG key (VCA's random directions, or the random pixels).
-      init: "vca" (VCA pixels + FCLS abundances, FCLS run for exactly `fcls_iters` steps),
+      num_endmembers: R, with 2 <= R < L and R <= N.
+      key: PRNG key or int seed (VCA's random directions, or the random pixels).
+      init: "vca" (VCA pixels + FCLS abundances, FCLS with at most `fcls_iters` steps),
         "vca_whitened" (the same on noise-whitened bands; `jsparse.unmixing.robust`) or "random"
         (random pixels + uniform abundances).
       fcls_iters: FCLS iterations. init_floor: the abundance floor f of `floor_start`.
@@ -67,10 +67,12 @@ def initial_point(Y, num_endmembers: int, key, *, init: str = "vca", fcls_iters:
     """
     Y = check_image(Y, clip_negative=clip_negative)
     R = check_num_endmembers(num_endmembers, Y.shape[0])
+    if R > Y.shape[1]:
+        raise ValueError(f"num_endmembers: the start picks R distinct pixels, got R={R} for {Y.shape[1]} pixels")
     check_choice(init, "init", INITS)
     check_int(fcls_iters, "fcls_iters", minimum=1)
     check_positive(init_floor, "init_floor", allow_zero=True)
-    return _initial_point(Y, key, init_floor, R=R, init=init, fcls_iters=fcls_iters)
+    return _initial_point(Y, as_key(key, "key"), init_floor, R=R, init=init, fcls_iters=fcls_iters)
 
 
 @partial(jax.jit, static_argnames=("R", "init", "fcls_iters"))

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsparse.core import linalg
-from jsparse.core.validation import check_int, check_positive
+from jsparse.core.validation import as_key, check_int, check_positive
 from jsparse.unmixing._common import UnmixingResult, check_image, check_num_endmembers, mm
 from jsparse.unmixing.fcls import FCLS, solve_fcls
 from jsparse.unmixing.robust import whitening_scales
@@ -115,8 +115,8 @@ def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol:
 
     Args:
       Y: (L, N) image, bands x pixels, non-negative reflectances.
-      num_endmembers: R, with 2 <= R < L.
-      key: PRNG key for VCA's random directions (results vary with it: report mean +/- std).
+      num_endmembers: R, with 2 <= R < L and R <= N.
+      key: PRNG key (or int seed) for VCA's random directions (results vary with it: report mean +/- std).
       snr_db: known SNR in dB, or None to estimate it as VCA does.
       fcls_iters, tol: budget and tolerance of the FCLS solve.
       whiten: run VCA and FCLS on noise-whitened bands (`robust.whitening_scales`: each band
@@ -130,6 +130,9 @@ def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol:
     """
     Y = check_image(Y, clip_negative=clip_negative)
     R = check_num_endmembers(num_endmembers, Y.shape[0])
+    if R > Y.shape[1]:
+        raise ValueError(f"num_endmembers: VCA picks R distinct pixels, got R={R} for {Y.shape[1]} pixels")
+    key = as_key(key, "key")
     check_int(fcls_iters, "fcls_iters", minimum=1)
     check_positive(tol, "tol", allow_zero=True)
     if snr_db is not None and not np.isfinite(np.asarray(snr_db)).all():

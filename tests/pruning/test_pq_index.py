@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jsparse import pruning
-from tests.contract import BadInput, ContractCase, ContractSuite
+from tests.contract import BadInput, ContractCase, ContractSuite, assert_clear_error
 
 PQ = [(0.5, 1.0), (1.0, 2.0), (0.3, 1.7)]
 
@@ -170,5 +170,22 @@ class TestPQIndexContract(ContractSuite):
         name="pq_index",
         fn=lambda w, m: (pruning.pq_index(w, mask=m), pruning.pq_index_per_neuron(w, mask=m)),
         make_inputs=_inputs,
-        bad_inputs=[BadInput(args=lambda: (jnp.ones(3), jnp.ones(4) > 0), match="mask")],
+        bad_inputs=[BadInput(args=lambda: (jnp.ones(3), jnp.ones(4) > 0), match="mask"),
+                    BadInput(args=lambda: (jnp.ones((6, 5)), jnp.full((6, 5), 0.5)), match="mask: expected a boolean"),
+                    BadInput(args=lambda: (jnp.ones((6, 5)).at[1, 1].set(jnp.nan), jnp.ones((6, 5), bool)), match="w"),
+                    BadInput(args=lambda: ("weights", jnp.ones((6, 5), bool)), match="w")],
     )
+
+
+def test_pytree_inputs_are_checked_like_arrays():
+    """A NaN leaf, a non-array leaf or a float/int mask raise, naming the leaf (the pytree path
+    returned a number and read a 0.5 mask as a count)."""
+    w = {"a": jnp.ones((3, 3)), "b": jnp.ones((2, 2)).at[0, 0].set(jnp.nan)}
+    for fn in (pruning.pq_index, pruning.pq_index_per_layer):
+        assert_clear_error(fn, w, match=r"w\['b'\]: contains NaN")
+        assert_clear_error(fn, {"a": "x"}, match=r"w\['a'\]: expected a numeric array")
+    good = {"a": jnp.ones((3, 3))}
+    assert_clear_error(pruning.pq_index, good, mask={"a": jnp.full((3, 3), 0.5)},
+                       match=r"mask\['a'\]: expected a boolean")
+    assert_clear_error(pruning.pq_index, good, mask={"a": jnp.ones((3, 3), jnp.int32)}, match="boolean")
+    assert_clear_error(pruning.pq_index_per_neuron, jnp.ones((3, 2)), mask=jnp.ones((3, 2)), match="mask")

@@ -179,7 +179,14 @@ class TestSAPContract(ContractSuite):
         fn=_sap_fn,
         make_inputs=_inputs,
         bad_inputs=[BadInput(args=lambda: (jnp.ones((3, 3, 2, 4)), jnp.ones((8, 5)), jnp.ones((5, 8)) > 0),
-                             match="masks")],
+                             match="masks"),
+                    # One NaN weight used to prune only that weight: it must name its parameter.
+                    BadInput(args=lambda: (jnp.ones((3, 3, 2, 4)).at[0, 0, 0, 0].set(jnp.nan), jnp.ones((8, 5)),
+                                           jnp.ones((8, 5), bool)), match=r"params\['conv'\]: contains NaN"),
+                    BadInput(args=lambda: (jnp.ones((3, 3, 2, 4)), jnp.ones((8, 5)).at[2, 2].set(jnp.inf),
+                                           jnp.ones((8, 5), bool)), match=r"params\['dense'\]"),
+                    BadInput(args=lambda: (jnp.ones((3, 3, 2, 4)), jnp.ones((8, 5)), jnp.ones((8, 5))),
+                             match=r"masks\['dense'\]: expected a boolean")],
     )
 
 
@@ -227,3 +234,13 @@ def test_kth_smallest_in_the_inf_region_is_inf():
     x = jnp.asarray([3.0, jnp.inf, 1.0, jnp.inf, jnp.inf], jnp.float32)
     f = jax.jit(pruning.kth_smallest)
     assert [float(f([x], c)) for c in range(5)] == [1.0, 3.0, np.inf, np.inf, np.inf]
+
+
+def test_zero_size_leaf_is_named():
+    """A zero-size kernel used to fail inside the reduction ("zero-size array to reduction operation")."""
+    from tests.contract import assert_clear_error
+
+    params = {"a": jnp.zeros((0, 3)), "b": jnp.ones((2, 3))}
+    masks = pruning.init_masks(params)
+    for rule in (pruning.SAP(), pruning.SAP(scope="neuron")):
+        assert_clear_error(rule.prune, params, masks, match=r"params\['a'\]: zero-size")

@@ -3,9 +3,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jsparse import unmixing
-from tests.contract import BadInput, ContractCase, ContractSuite
+from tests.contract import BadInput, ContractCase, ContractSuite, assert_clear_error
 from tests.unmixing.helpers import R, bad_images, contract_inputs, fcls_inputs, init_inputs
 
 KEY = jax.random.PRNGKey(0)
@@ -80,3 +81,26 @@ def _fcls_bad():
 class TestFCLSContract(ContractSuite):
     case = ContractCase(name="fcls", fn=functools.partial(unmixing.fcls, max_iters=30), make_inputs=fcls_inputs,
                         bad_inputs=_fcls_bad(), select=SELECT)
+
+
+def test_preconditions_seeds_and_sizes():
+    """gamma = 0 (the learned map divides by it), fewer pixels than endmembers, zero-size and
+    non-array inputs, and bad keys raise ValueErrors naming the argument; int seeds are keys."""
+    good = bad_images()[0]
+    assert_clear_error(unmixing.rrlbs, good, R, key=KEY, gamma=0.0, match="gamma")
+    assert_clear_error(unmixing.vca, good[:, :4], 10, key=KEY, match="num_endmembers")
+    assert_clear_error(unmixing.rrlbs, good[:, :2], R, key=KEY, match="num_endmembers")
+    assert_clear_error(unmixing.initial_point, good[:, :2], R, KEY, match="num_endmembers")
+    assert_clear_error(unmixing.vca, "image", R, key=KEY, match="Y")
+    assert_clear_error(unmixing.vca, jnp.zeros((good.shape[0], 0)), R, key=KEY, match="Y")
+    assert_clear_error(unmixing.fcls, good, jnp.zeros((good.shape[0], 0)), match="endmembers")
+    assert_clear_error(unmixing.fcls, good, "spectra", match="endmembers")
+    assert_clear_error(unmixing.rrlbs, good, R, key="seed", match="key")
+    assert_clear_error(unmixing.vca, good, R, key=1.5, match="key")
+    seeded = _rrlbs_random(good, 3)
+    keyed = _rrlbs_random(good, jax.random.PRNGKey(3))
+    np.testing.assert_array_equal(np.asarray(seeded.abundances), np.asarray(keyed.abundances))
+    same = lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # noqa: E731
+    same(_vca(good, 4).endmembers, _vca(good, jax.random.PRNGKey(4)).endmembers)
+    nmf = functools.partial(unmixing.nmf, good, R, init="random", max_iters=8)
+    same(nmf(key=5).abundances, nmf(key=jax.random.PRNGKey(5)).abundances)
