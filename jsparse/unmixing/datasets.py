@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jsparse.core import errors
 from jsparse.unmixing import fetch
 
 __all__ = ["HSIDataset", "load_dataset", "DATASETS", "default_root", "to_maps"]
@@ -63,16 +64,43 @@ def _find(root, sub: str, fname: str) -> Path:
     return fetch.find_file(sub, fname, root)
 
 
-def _scalar(d, key, default=None):
+def _read_mat(path: Path) -> dict:
+    """The variables of a MATLAB file; any decoding failure is a CorruptFileError naming the path."""
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    try:
+        with errors.reading(path, "MATLAB file"):
+            return loadmat(path)
+    except (MatReadError, NotImplementedError, AssertionError) as err:
+        raise errors.CorruptFileError(path, f"unreadable MATLAB file ({type(err).__name__}: {err})") from err
+
+
+def _matrix(d: dict, key: str, path: Path) -> np.ndarray:
+    """Variable `key` as a finite 2-D float64 array, else CorruptFileError."""
+    if key not in d:
+        raise errors.CorruptFileError(path, f"has no variable {key!r} (found {sorted(k for k in d if k[0] != '_')})")
+    with errors.reading(path, f"variable {key!r}"):
+        a = np.asarray(d[key], np.float64)
+    if a.ndim != 2 or a.size == 0 or not np.all(np.isfinite(a)):
+        raise errors.CorruptFileError(path, f"variable {key!r} is not a finite non-empty 2-D array (shape {a.shape})")
+    return a
+
+
+def _scalar(d, key, path, default=None):
     if key not in d:
         return default
-    return float(np.asarray(d[key]).ravel()[0])
+    with errors.reading(path, f"variable {key!r}"):
+        value = float(np.asarray(d[key], np.float64).ravel()[0])
+    if not np.isfinite(value) or value <= 0:
+        raise errors.CorruptFileError(path, f"variable {key!r} must be a positive number, got {value}")
+    return value
 
 
-def _size(d, key, fname) -> int:
-    value = _scalar(d, key)
+def _size(d, key, path) -> int:
+    value = _scalar(d, key, path)
     if value is None:
-        raise ValueError(f"{fname}: has no {key!r} entry (the image's number of rows / columns)")
+        raise errors.CorruptFileError(path, f"has no {key!r} entry (the image's number of rows / columns)")
     return int(value)
 
 
@@ -98,9 +126,10 @@ def load_dataset(name: str, root=None, *, num_endmembers: int | None = None) -> 
       num_endmembers: which ground truth (Urban: 4, 5 or 6; default the dataset's usual R).
 
     Raises:
-      ValueError: unknown name / number of endmembers, or inconsistent shapes in the files.
+      ValueError: unknown name / number of endmembers.
       FileNotFoundError: a file is missing (the message names the file and the folders searched).
-      CorruptFileError: a bundled file fails its SHA-256 check.
+      CorruptFileError: a file cannot be decoded, lacks a variable, has inconsistent shapes or
+        non-finite values, or (bundled files) fails its SHA-256 check; the message names the path.
     """
     if name not in DATASETS:
         raise ValueError(f"name: expected one of {tuple(DATASETS)}, got {name!r}")
@@ -108,24 +137,21 @@ def load_dataset(name: str, root=None, *, num_endmembers: int | None = None) -> 
     R = R0 if num_endmembers is None else num_endmembers
     if R not in gt_files:
         raise ValueError(f"num_endmembers: {name} has ground truths for {tuple(gt_files)}, got {R!r}")
-    from scipy.io import loadmat
-
-    gt = loadmat(_find(root, sub, gt_files[R]))
-    img = loadmat(_find(root, sub, image_file))
+    gt_path, img_path = _find(root, sub, gt_files[R]), _find(root, sub, image_file)
+    gt, img = _read_mat(gt_path), _read_mat(img_path)
     if name == "samson":
-        Y = np.asarray(img["V"], np.float64)
+        Y = _matrix(img, "V", img_path)
     else:
-        Y = np.asarray(img["Y"], np.float64)
-        scale = _scalar(img, "maxValue", 5000.0 if name == "jasper" else 1000.0)
-        Y = Y / scale
-    shape = (_size(img, "nRow", image_file), _size(img, "nCol", image_file))
-    M = np.asarray(gt["M"], np.float64)
-    A = np.asarray(gt["A"], np.float64)
+        Y = _matrix(img, "Y", img_path) / _scalar(img, "maxValue", img_path, 5000.0 if name == "jasper" else 1000.0)
+    shape = (_size(img, "nRow", img_path), _size(img, "nCol", img_path))
+    M, A = _matrix(gt, "M", gt_path), _matrix(gt, "A", gt_path)
     L, N = Y.shape
     if shape[0] * shape[1] != N:
-        raise ValueError(f"{image_file}: nRow*nCol = {shape[0] * shape[1]} differs from the {N} pixels of the image")
+        raise errors.CorruptFileError(img_path, f"nRow*nCol = {shape[0] * shape[1]} differs from the {N} pixels")
     if M.shape != (L, R):
-        raise ValueError(f"{gt_files[R]}: M has shape {M.shape}, expected ({L}, {R})")
+        raise errors.CorruptFileError(gt_path, f"M has shape {M.shape}, expected ({L}, {R})")
     if A.shape != (R, N):
-        raise ValueError(f"{gt_files[R]}: A has shape {A.shape}, expected ({R}, {N})")
-    return HSIDataset(Y, M, A, shape, _names(gt, R), name)
+        raise errors.CorruptFileError(gt_path, f"A has shape {A.shape}, expected ({R}, {N})")
+    with errors.reading(gt_path, "endmember names"):
+        names = _names(gt, R)
+    return HSIDataset(Y, M, A, shape, names, name)

@@ -122,3 +122,28 @@ def test_metrics_matching_and_errors():
         metrics.evaluate(T, TA, T, TA[:, :-1])
     res = metrics.band_residuals(T @ TA, T, TA)
     assert res.shape == (10,) and res.max() < 1e-12
+
+
+def test_corrupt_mat_files_name_the_path(tmp_path):
+    """A truncated or garbage .mat, a missing variable, a wrong shape or a NaN: CorruptFileError
+    naming the file (MatReadError / IndexError / KeyError before)."""
+    from jsparse import CorruptFileError
+    from tests.contract import assert_clear_error
+
+    _write_jasper(tmp_path / "ok")
+    image = (tmp_path / "ok" / "jasper" / "jasperRidge2_R198.mat").read_bytes()
+    gt = sio.loadmat(tmp_path / "ok" / "jasper" / "end4.mat")
+    cases = {
+        "truncated": lambda d: (d / "jasperRidge2_R198.mat").write_bytes(image[: len(image) // 2]),
+        "garbage": lambda d: (d / "jasperRidge2_R198.mat").write_bytes(b"MATLAB 5.0 not really" * 10),
+        "empty": lambda d: (d / "end4.mat").write_bytes(b""),
+        "no A": lambda d: sio.savemat(d / "end4.mat", {"M": gt["M"]}),
+        "A nan": lambda d: sio.savemat(d / "end4.mat", {"M": gt["M"], "A": gt["A"] * np.nan}),
+        "A text": lambda d: sio.savemat(d / "end4.mat", {"M": gt["M"], "A": "abundances"}),
+    }
+    for i, (what, damage) in enumerate(cases.items()):
+        root = tmp_path / f"c{i}"
+        _write_jasper(root)
+        damage(root / "jasper")
+        err = assert_clear_error(datasets.load_dataset, "jasper", root=root, match=str(root))
+        assert isinstance(err, CorruptFileError), what
