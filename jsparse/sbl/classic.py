@@ -84,6 +84,7 @@ class SBL(struct.PyTreeNode):
     Attributes:
       noise_var: known σ² (a pytree leaf), or None to learn it by EM.
       prune: relative pruning threshold in [0, 1) (static). tol, max_iters, adjoint: as in `sbl`.
+      normalise: solve in normalised units and map back (`_scale`; static, default False).
     """
 
     noise_var: Any = None

@@ -53,6 +53,8 @@ class KroSBL(KroEngine, struct.PyTreeNode):
       noise_var: known σ² (a pytree leaf), or None to learn it by EM.
       prune: relative pruning threshold(s), None for `DEFAULT_PRUNE` (static); prune_abs: absolute one.
       tol, inner_tol, inner_max, max_iters, adjoint: as in `krosbl` (static).
+      normalise: solve in normalised units and map back (`_scale`; static, default False). The state then
+        holds normalised values; init / step / result always take the data as given.
 
     Example::
 

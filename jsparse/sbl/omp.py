@@ -69,7 +69,8 @@ class OmpState(NamedTuple):
 class OMP(struct.PyTreeNode):
     """Orthogonal matching pursuit as a solver object; data are (y (M,), H (M, N)).
 
-    Attributes (static): max_atoms (also the iteration budget), tol (relative residual).
+    Attributes (static): max_atoms (also the iteration budget), tol (relative residual), normalise
+    (solve in normalised units and map back, `_scale`; default False).
     """
 
     max_atoms: int = struct.field(pytree_node=False, default=10)
@@ -158,7 +159,8 @@ class KronOmpState(NamedTuple):
 class KronOMP(struct.PyTreeNode):
     """N-way OMP (Caiafa & Cichocki 2013) as a solver object; data are (y (M,), factors (I tuple)).
 
-    Attributes (static): max_atoms: per-mode cap on |S_i| (a tuple); tol: relative residual.
+    Attributes (static): max_atoms: per-mode cap on |S_i| (a tuple); tol: relative residual; normalise:
+    solve in normalised units and map back (`_scale`; default False).
     The iteration budget is min(∏ max_atoms, Σ max_atoms + 1): each accepted step grows some S_i.
     """
 

@@ -57,6 +57,7 @@ class PCKroSBL(KroEngine, struct.PyTreeNode):
       prune: relative thresholds, None for PC_PRUNE (3 factors) or 1e-2; prune_abs: absolute one.
       floor: constant added to C_β g_i. tol, inner_tol, inner_max, max_iters, adjoint: as in
         `pc_krosbl` (static).
+      normalise: solve in normalised units and map back (`_scale`; static, default False).
     """
 
     beta: Any = 0.8

@@ -57,6 +57,7 @@ class PCSBL(struct.PyTreeNode):
         (a pytree leaf) or None.
       a, b: Gamma hyperprior (static). prune: precisions above prune · min α become 1e10.
       tol, max_iters: stop on the relative change of μ (static). adjoint: "none" only.
+      normalise: solve in normalised units and map back (`_scale`; static, default False).
     """
 
     beta: float = struct.field(pytree_node=False, default=0.9)
