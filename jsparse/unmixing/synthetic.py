@@ -20,6 +20,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jsparse.core.validation import as_key
+
 __all__ = ["SyntheticScene", "smooth_endmembers", "make_scene", "corrupt_bands", "OUTLIER_KINDS"]
 
 OUTLIER_KINDS = ("noise", "stripes", "zero")
@@ -37,9 +39,9 @@ class SyntheticScene(NamedTuple):
 
 
 def smooth_endmembers(key, bands: int, num_endmembers: int, dtype=jnp.float32) -> jax.Array:
-    """(bands, R) smooth, non-negative, reflectance-like spectra in about [0.05, 0.9]."""
+    """(bands, R) smooth, non-negative, reflectance-like spectra in about [0.05, 0.9]; key: PRNG key or int seed."""
     x = jnp.linspace(0.0, 1.0, bands, dtype=dtype)[:, None]
-    k1, k2, k3, k4 = jax.random.split(key, 4)
+    k1, k2, k3, k4 = jax.random.split(as_key(key, "key"), 4)
     R = num_endmembers
     centers = jax.random.uniform(k1, (4, R), dtype)
     widths = jax.random.uniform(k2, (4, R), dtype, 0.05, 0.25)
@@ -88,7 +90,7 @@ def corrupt_bands(key, Y, fraction: float, *, shape, kind: str = "noise", streng
     """Corrupt round(fraction * L) randomly chosen bands of a (L, N) image.
 
     Args:
-      key: PRNG key. Y: (L, N) image. fraction: share of bands to corrupt, in [0, 1).
+      key: PRNG key or int seed. Y: (L, N) image. fraction: share of bands to corrupt, in [0, 1).
       shape: (nRow, nCol) of the image (for stripes; column-major pixel order).
       kind: "noise" (Gaussian, std = strength * max Y), "stripes" (30 % of image columns offset by
         U(0.5, 1) * strength * max Y) or "zero" (blank band).
@@ -103,7 +105,7 @@ def corrupt_bands(key, Y, fraction: float, *, shape, kind: str = "noise", streng
     if tuple(shape)[0] * tuple(shape)[1] != N:
         raise ValueError(f"shape: {tuple(shape)} does not match the {N} pixels of Y")
     num_bad = int(round(float(fraction) * L))
-    return _corrupt(key, jnp.asarray(Y), shape=tuple(int(s) for s in shape), num_bad=num_bad, kind=kind,
+    return _corrupt(as_key(key, "key"), jnp.asarray(Y), shape=tuple(int(s) for s in shape), num_bad=num_bad, kind=kind,
                     strength=strength)
 
 
@@ -112,7 +114,7 @@ def make_scene(key, endmembers, shape, *, snr_db=30.0, max_mixing=0.8, pure_frac
     """Synthetic image with the given endmembers; see the module docstring.
 
     Args:
-      key: PRNG key. endmembers: (L, R) non-negative spectra (dtype sets the scene's dtype).
+      key: PRNG key or int seed. endmembers: (L, R) non-negative spectra (dtype sets the scene's dtype).
       shape: (nRow, nCol) image size (static). snr_db: noise level in dB (None = noiseless).
       max_mixing: largest per-pixel mixing level m_n. pure_fraction: share of exactly pure pixels.
       alpha: Dirichlet concentration of the mixed part. smoothness: spatial correlation (pixels).
@@ -125,7 +127,7 @@ def make_scene(key, endmembers, shape, *, snr_db=30.0, max_mixing=0.8, pure_frac
     N = H * W
     R = M.shape[1]
     dtype = M.dtype
-    k_cls, k_mix, k_pure, k_dir, k_noise, k_out = jax.random.split(key, 6)
+    k_cls, k_mix, k_pure, k_dir, k_noise, k_out = jax.random.split(as_key(key, "key"), 6)
     fields = _smooth_field(k_cls, (H, W), R, smoothness, dtype)
     # Column-major flattening: transpose then ravel (pixel p = r + c*H).
     cls = jnp.argmax(jnp.transpose(fields, (0, 2, 1)).reshape(R, N), axis=0)

@@ -104,3 +104,7 @@ def test_preconditions_seeds_and_sizes():
     same(_vca(good, 4).endmembers, _vca(good, jax.random.PRNGKey(4)).endmembers)
     nmf = functools.partial(unmixing.nmf, good, R, init="random", max_iters=8)
     same(nmf(key=5).abundances, nmf(key=jax.random.PRNGKey(5)).abundances)
+    M = unmixing.synthetic.smooth_endmembers(6, good.shape[0], R)
+    same(M, unmixing.synthetic.smooth_endmembers(jax.random.PRNGKey(6), good.shape[0], R))
+    scene = functools.partial(unmixing.synthetic.make_scene, endmembers=M, shape=(3, 3))
+    same(scene(7).Y, scene(jax.random.PRNGKey(7)).Y)
