@@ -246,16 +246,14 @@ def simulate(
       training: pilots and candidate configurations shared by realisations (`draw_training`; the
         reference draws them once per run). None draws them from `key` (one per realisation).
 
-    Returns:
-      IRSProblem (see its docstring).
+    Returns: IRSProblem (see its docstring).
     """
     check_setup(setup)
     _check_dtype(dtype)
-    key = V.as_key(key, "key")
     check_snr(snr_db)
     rdt = real_dtype(dtype)
     nm, nb, ni, g, l = setup.ms_antennas, setup.bs_antennas, setup.irs_elements, setup.grid, setup.spread
-    k = jax.random.split(key, 10)
+    k = jax.random.split(V.as_key(key, "key"), 10)
     ms = jax.random.randint(k[0], (), 0, g)  # MS angle of departure
     irs_start = jax.random.randint(k[1], (), 0, g - l + 1)  # IRS arrival block (no wrap)
     irs_dep = jax.random.randint(k[2], (), 0, g)  # IRS angle of departure

@@ -149,9 +149,7 @@ def pc_krosbl(
       adjoint: "none", "unrolled", "implicit" or an adjoint value (jsparse.core.adjoint); NNLS
         differentiates with its active set held fixed.
       trace_fn: optional `(state, y, factors) -> scalar` recorded after every iteration.
-      normalise: solve on normalised data (y / s_y, H_i / s_i with power-of-two scales, `_scale`) and map
-        x, γ̃, σ² back, so that the result is scale-equivariant by construction: use it for data far from
-        unit scale (the default False runs the reference algorithm on the data as given).
+      normalise: solve in normalised units and map x, γ̃, σ² back (as in `krosbl`; default False).
 
     Returns:
       SBLResult(x (N,), gammas (I tuple of γ̃_i, pruned), noise_var, iterations, converged, trace).
