@@ -1,7 +1,8 @@
 """Crash safety of the three trainers: SIGKILL at random checkpoints, three times, then resume.
 
 One driver process per family imports jax (no backend started), forks a child that trains, and
-kills it with SIGKILL after a random number (1-4) of new checkpoint files, three times; then it
+kills it with SIGKILL after a random number (1-4) of new checkpoint files, three times (each run
+writes at least 16 checkpoints, so a child never ends before its kill); then it
 finishes the run itself and runs an uninterrupted reference in another folder. The final
 parameters (and histories / records / exported weights) must be bit-identical.
 """
@@ -75,7 +76,7 @@ def run_pruning(folder):
     tr = train.Trainer(models.build("mlp", (4, 4, 1), 3, seed=0), steps_per_round=8, batch_size=16, eval_batch_size=16)
     plain = tr.train_epoch
     tr.train_epoch = lambda *a: (time.sleep(4 * PAUSE), plain(*a))[1]
-    res = procedures.run_procedure(tr, data, procedures.make_rule("sap"), method="sap", rounds=0, epochs=10,
+    res = procedures.run_procedure(tr, data, procedures.make_rule("sap"), method="sap", rounds=0, epochs=16,
                                    out_dir=folder)
     rows = json.dumps(res.records, sort_keys=True)
     return [np.asarray(v) for v in jax.tree_util.tree_leaves((res.params, res.masks))] + [np.asarray(rows)]
