@@ -179,7 +179,9 @@ def save_pytree(path: str | os.PathLike, tree: Any) -> None:
 
 
 def load_pytree(path: str | os.PathLike, template: Any) -> Any:
-    """Load a `.npz` written by `save_pytree` into the structure of `template`.
+    """Load a `.npz` written by `save_pytree` into the structure of `template`: JAX arrays where the
+    template has JAX arrays, NumPy arrays (exact dtype, e.g. float64 without 64-bit mode) where it
+    has NumPy arrays.
 
     Raises:
       CorruptFileError: the file is damaged, or its leaf count, shapes or dtypes differ from
@@ -198,7 +200,10 @@ def load_pytree(path: str | os.PathLike, template: Any) -> Any:
                 path, f"{key} has shape {arr.shape} dtype {arr.dtype}, expected {np.shape(ref)} {np.asarray(ref).dtype}"
             )
         loaded.append(arr)
-    return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(a) for a in loaded])
+    # A NumPy leaf comes back as NumPy: jnp.asarray would turn float64 into float32 when 64-bit
+    # mode is off, and the next save would no longer match the template.
+    out = [a if isinstance(ref, (np.ndarray, np.generic)) else jax.numpy.asarray(a) for a, ref in zip(loaded, leaves)]
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def fingerprint(settings: Any, arrays=(), length: int = 16) -> str:

@@ -126,3 +126,14 @@ def test_load_pytree_dtype_mismatch_is_a_corrupt_file_error(tmp_path):
     records.save_pytree(path, {"a": np.zeros(2, np.float32)})
     with pytest.raises(CorruptFileError, match="dtype float32, expected"):
         records.load_pytree(path, {"a": np.zeros(2, np.float64)})
+
+
+def test_load_pytree_keeps_numpy_float64_leaves_whatever_the_64_bit_mode(tmp_path):
+    path = tmp_path / "state.npz"
+    tree = {"hist": np.arange(3.0), "w": jnp.ones(2, jnp.float32)}
+    records.save_pytree(path, tree)
+    for _ in range(3):  # save what was loaded, load again: the dtypes stay
+        back = records.load_pytree(path, tree)
+        assert back["hist"].dtype == np.float64 and isinstance(back["hist"], np.ndarray)
+        assert back["w"].dtype == jnp.float32
+        records.save_pytree(path, back)
