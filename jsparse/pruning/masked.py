@@ -50,6 +50,7 @@ def masked(inner: optax.GradientTransformation, masks: Any = None) -> optax.Grad
         m = masks if masks is not None else jax.tree_util.tree_map(lambda p: jnp.ones(jnp.shape(p), bool), params)
         if masks is not None:
             validation.check_same_tree(m, params, "masks", "params")
+            validation.check_tree(m, "masks", boolean=True)  # a float mask would scale updates, not freeze
         return MaskedState(masks=m, inner_state=inner.init(params))
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -74,6 +75,7 @@ def set_masks(opt_state: Any, masks: Any) -> Any:
     def swap(s):
         if isinstance(s, MaskedState):
             validation.check_same_tree(masks, s.masks, "masks", "the optimizer's masks")
+            validation.check_tree(masks, "masks", boolean=True)
             found.append(True)
             return s._replace(masks=masks)
         return s

@@ -70,3 +70,12 @@ def test_masked_grads_match_manual_and_clip_outside():
         pruning.masked(optax.sgd(1.0), {"v": masks["w"]}).init(params)
     with pytest.raises(ValueError, match="opt_state"):
         pruning.set_masks(optax.sgd(1.0).init(params), masks)
+
+
+def test_masks_must_be_boolean():
+    from tests.contract import assert_clear_error
+
+    params = {"w": jnp.ones((2, 2))}
+    assert_clear_error(pruning.masked(optax.sgd(0.1), {"w": jnp.ones((2, 2))}).init, params, match=r"masks\['w'\]")
+    state = pruning.masked(optax.sgd(0.1)).init(params)
+    assert_clear_error(pruning.set_masks, state, {"w": jnp.zeros((2, 2), jnp.int32)}, match="boolean")
