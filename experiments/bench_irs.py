@@ -5,7 +5,7 @@ Problem: the reference IRS setup (M = 288, N = 5832, complex128, known σ²), SN
 configurations (`experiments.irs.run.problem`), simulated once beforehand (not timed).
 For every method (`experiments/_timing.time_call`): compile time (reported separately), then the
 median over `--repeats` of one vmapped dispatch over the whole batch (block_until_ready), wall and
-CPU (process) time, per run, and extrapolated to the issue's full sweep (5 SNRs x 50
+CPU (process) time, per run, and extrapolated to the paper's full sweep (5 SNRs x 50
 realisations = 250 runs). CPU time is the figure to compare on a shared machine.
 Side by side in the same run: cSBL with the structured E-step (`pc.csbl_kron`) against the
 dense `sbl.sbl` on the 288 x 5832 matrix (the named baseline; one problem, `--dense-iters`

@@ -87,7 +87,7 @@ def estimate(method: str, p: irs.IRSProblem):
 def problem(key, snr_db, dtype_name, training, training_seed) -> irs.IRSProblem:
     """One realisation. training="fixed": pilots and configurations drawn once from
     PRNGKey(training_seed) and shared by every realisation (the reference script);
-    "matlab": the draw main.m makes in a fresh MATLAB session (`irs.matlab_training`), shared;
+    "matlab": the draw main.m makes right after MATLAB starts (`irs.matlab_training`), shared;
     "per-trial": drawn from the realisation's key."""
     dt = jnp.dtype(dtype_name)
     if training == "matlab":

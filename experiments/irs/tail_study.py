@@ -1,6 +1,6 @@
 """How likely is the reference's IRS table under this simulator?
 
-The issue's targets are the reference's *means* over 50 realisations (PC-KroSBL β = 0.8:
+The targets are the reference's published *means* over 50 realisations (PC-KroSBL β = 0.8:
 −20.5 dB at 16 dB, −25.3 dB at 20 dB, SER 0 at both). Per-configuration NMSE is a ratio whose
 denominator, the configuration's channel energy, is a complex Gaussian form in the path gains; a
 nearly cancelling configuration makes any estimator's NMSE huge, so the 50-realisation mean is a

@@ -186,7 +186,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, dataset: str 
             lines.append(f"| {label} | {100 * rows[0]['test_acc']:.1f} | {rem} | {paper} "
                          f"| {100 * rows[-1]['remaining']:.2f} | {100 * rows[-1]['test_acc']:.1f} "
                          f"| {100 * rows[-1]['pruned_acc']:.1f} | {pq[0]:.3f} -> {min(pq):.3f} -> {pq[-1]:.3f} |")
-        lines += ["", f"SAP(0.5,1) target check ({model_name}): remaining at t={sap['t_check']} = "
+        lines += ["", f"SAP(0.5,1) against the paper's claim ({model_name}): remaining at t={sap['t_check']} = "
                   f"{100 * sap['remaining_at_t10']:.1f} % "
                   f"(target <= 10 %: {'reached' if sap['reached_10pct_within_10_rounds'] else 'NOT reached'}); "
                   f"max accuracy drop vs dense over t <= {sap['t_check']} = "

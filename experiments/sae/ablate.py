@@ -1,7 +1,7 @@
 """GBA default ablations: why GBA's default range fails in heavy superposition, and whether the
 notes' output scale (a = 1) and bias period (50 steps) work at our training budget.
 
-Problems (PROBLEMS): heavy (n = 512, d = 16 < sqrt 512, s = 3, M = 1024), light (the issue's
+Problems (PROBLEMS): heavy (n = 512, d = 16 < sqrt 512, s = 3, M = 1024), light (the project's
 n = 512, d = 128, s = 8) and small (n = 64, d = 32, s = 3, M = 256: the quick problem and the
 unit test's). Every variant (VARIANTS) is a GBA/BA run with a few settings changed from the
 defaults; each run is cached in out/<problem>_<variant>.json (resumable) and summarised in

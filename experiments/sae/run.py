@@ -9,7 +9,7 @@ Sections (each run cached in out_dir/runs/<name>.json, so a re-run resumes):
   5. reconstruction-vs-L0 frontier: FVU against L0 for sweeps of k, lambda, targets.
 
     python -m experiments sae --quick --out results      (<= ~3 min on 2 cores)
-    python -m experiments.sae.run --full --out results   (the issue's target: n=512, d=128, s=8,
+    python -m experiments.sae.run --full --out results   (our target problem: n=512, d=128, s=8,
                                                           2,000,000 samples, width 1024)
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def settings(quick: bool) -> dict:
         )
     return dict(
         problems={
-            "light": dict(n=512, d=128, s=8, width=1024),  # the issue's target (128 > sqrt 512)
+            "light": dict(n=512, d=128, s=8, width=1024),  # our target problem (128 > sqrt 512)
             "heavy": dict(n=512, d=16, s=3, width=1024),  # 16 < sqrt 512 = 22.6
         },
         methods={"light": "all", "heavy": "all"},
@@ -382,13 +382,13 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, sections=None
     out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     cfg = settings(quick)
-    if options.get("problems"):  # e.g. only "light": the issue's target problem
+    if options.get("problems"):  # e.g. only "light": our target problem
         cfg["problems"] = {k: v for k, v in cfg["problems"].items() if k in options["problems"]}
     if options.get("toy_topk"):  # e.g. (20,) first, the other k later (each run is cached)
         cfg["toy"] = dict(cfg["toy"], topk=tuple(options["toy_topk"]))
     sections = tuple(SECTIONS if not sections else sections)
     t0 = time.perf_counter()
-    if not quick and "recovery" in sections and "light" in cfg["problems"]:  # the issue's targets first
+    if not quick and "recovery" in sections and "light" in cfg["problems"]:  # the target problem first
         recovery_tables(out, dict(cfg, problems={"light": cfg["problems"]["light"]}, methods={"light": "target"}),
                         resume)
         if "hetero" in sections:
@@ -410,7 +410,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, sections=None
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--full", action="store_true", help="paper size (the issue's target problem)")
+    ap.add_argument("--full", action="store_true", help="paper size (our target problem)")
     ap.add_argument("--out", default="results", help="output root; writes <out>/sae/")
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=None, help="subset to run (default all)")

@@ -313,7 +313,7 @@ def _summary(res, quick: bool) -> str:
              "| method | L0 target | L0 | FVU | dead fraction | seeds |", "|---|---|---|---|---|---|"]
     for (m, l0), v in sorted(agg.items(), key=lambda kv: (kv[0][1], METHODS.index(kv[0][0]))):
         lines.append(f"| {m} | {l0} | {v['l0']:.1f} | {v['fvu']:.4f} | {v['dead_fraction']:.3f} | {v['n']} |")
-    lines += ["", "Issue target: GBA FVU within 10 % of TopK's (or better) at matched L0, with fewer dead latents "
+    lines += ["", "Our target: GBA FVU within 10 % of TopK's (or better) at matched L0, with fewer dead latents "
               "(3 seeds, --full). No published number exists for this model/layer.", ""]
     topk_curve = sorted((v["l0"], v["fvu"]) for (m, _), v in agg.items() if m == "topk")
     for l0 in cfg["l0_targets"]:

@@ -191,14 +191,14 @@ def draw_training(key: jax.Array, setup: IRSSetup = IRSSetup(), dtype=jnp.comple
 
 
 def matlab_training(setup: IRSSetup = IRSSetup(), dtype=jnp.complex64) -> Training:
-    """The pilots and configurations the reference `main.m` draws in a fresh MATLAB session.
+    """The pilots and configurations the reference `main.m` draws right after MATLAB starts.
 
     main.m's first random statements are `X = pilot_gen(N_M, K_P)/√N_M` (one `rand` per entry,
     column-major, QPSK by quarter: [0, .25) → (1+j)/√2, [.25, .5) → (1−j)/√2, [.5, .75) → (−1+j)/√2,
     else (−1−j)/√2) and `irs_pattern = ((rand(N_I, K_I) > 0.5)·2 − 1)/√N_I`. MATLAB's start-up
     generator (Mersenne Twister, `rng default`) yields the same doubles as
     `numpy.random.RandomState(5489).random_sample` (0.8147, 0.9058, 0.1270, ...), so this is that
-    draw, assuming the authors' results came from one run of main.m in a fresh session (not
+    draw, assuming the authors' results came from one run of main.m right after starting MATLAB (not
     confirmed). Candidate rows 1.. (the redraw, which never fires at the 1e-5 threshold) continue
     the same stream. Returns a `Training` with host-computed constants.
     """
