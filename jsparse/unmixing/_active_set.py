@@ -81,9 +81,12 @@ def active_set_step(G, B, A, W, done, tol_kkt):
     P = face_solution(G, B, W) - A
     ratios = jnp.where(~W & (P < 0), A / jnp.where(P < 0, -P, 1.0), jnp.inf)
     alpha, block_at = _first_min(ratios)
-    blocked = alpha < 1
+    # A face solution with an entry at zero up to rounding (a pure pixel) gives alpha = 1 - O(eps):
+    # take the full step (clamped, renormalised) so rounding does not decide the step count.
+    blocked = alpha < 1 - 1024 * jnp.finfo(A.dtype).eps
     hit = block_at & blocked[None, :]
-    A_new = jnp.where(W | hit, zero, jnp.maximum(A + jnp.minimum(alpha, 1.0)[None, :] * P, zero))
+    A_new = jnp.where(W | hit, zero, jnp.maximum(A + jnp.where(blocked, alpha, 1.0)[None, :] * P, zero))
+    A_new = A_new / jnp.sum(A_new, axis=0, keepdims=True)
     W_new = W | hit
     # KKT at the face solution: g + mu 1 = lambda, lambda >= 0 on W, 0 on the free entries.
     g = mm(G, A_new) - B
