@@ -149,7 +149,8 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
     if _CHECKSUM_KEY in named:
         raise ValueError(f"arrays: the name {_CHECKSUM_KEY!r} is reserved for the checksum")
     buf = io.BytesIO()
-    np.savez(buf, **named, **{_CHECKSUM_KEY: np.asarray(checksum(named))})
+    payload: dict[str, Any] = {**named, _CHECKSUM_KEY: np.asarray(checksum(named))}
+    np.savez(buf, **payload)
     atomic_write_bytes(path, buf.getvalue())
 
 
