@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable
 
 
@@ -26,24 +27,55 @@ def report_errors(fn: Callable[..., int | None], *args) -> int:
         return 2
 
 
+_SAE_HELP = """usage: jsparse sae {harvest,train} [options]
+
+SAEs on transformer activations (needs the lm extra: pip install -e ".[lm]" in a checkout).
+
+commands:
+  harvest   activations of a BERT checkpoint on the standard-library corpus into a store (resumable)
+  train     an SAE trained on a store, exported to the SAELens layout (resumable; --fresh starts over)
+
+'jsparse sae harvest --help' and 'jsparse sae train --help' list every option with its default."""
+
+
+def _experiments_main() -> Callable[[list[str]], int] | None:
+    """`experiments.__main__.main`, importing the experiments/ folder of the source checkout the
+    command runs in (it is not installed with the package), or None."""
+    try:
+        from experiments.__main__ import main as run_experiments
+    except ImportError:
+        if not (Path.cwd() / "experiments" / "__main__.py").is_file():
+            return None
+        sys.path.insert(0, str(Path.cwd()))
+        from experiments.__main__ import main as run_experiments
+    return run_experiments
+
+
+def _sae(argv: list[str]) -> int:
+    from jsparse.sae import cli as sae_cli
+
+    commands = {"harvest": sae_cli.harvest_main, "train": sae_cli.train_main}
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_SAE_HELP, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] not in commands:
+        print(f"jsparse sae: unknown command {argv[0]!r}\n\n{_SAE_HELP}", file=sys.stderr)
+        return 2
+    return report_errors(commands[argv[0]], argv[1:])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "experiments":
-        try:
-            from experiments.__main__ import main as run_experiments
-        except ImportError:
-            print("jsparse experiments: run from a source checkout (the experiments/ folder is not installed)",
+        run_experiments = _experiments_main()
+        if run_experiments is None:
+            print("jsparse experiments: run it from the root of a source checkout (the experiments/ folder is "
+                  "not part of the installed package); there 'python -m experiments --help' works too",
                   file=sys.stderr)
             return 2
         return run_experiments(argv[1:])
     if argv and argv[0] == "sae":
-        from jsparse.sae import cli as sae_cli
-
-        commands = {"harvest": sae_cli.harvest_main, "train": sae_cli.train_main}
-        if len(argv) < 2 or argv[1] not in commands:
-            print("usage: jsparse sae {harvest,train} [options]  (add --help for the options)", file=sys.stderr)
-            return 2
-        return report_errors(commands[argv[1]], argv[2:])
+        return _sae(argv[1:])
     parser = argparse.ArgumentParser(prog="jsparse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
