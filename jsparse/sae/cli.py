@@ -130,6 +130,9 @@ def harvest_main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     def run() -> int:
+        from .lm.bert import require_lm
+
+        require_lm()  # both missing pieces named up front: the lm extra here, the model wheel next
         s = harvest_lm(a.out, model=a.model, layer=a.layer, tokens=a.tokens, split=a.split, batch_texts=a.batch_texts,
                        max_length=a.max_length, chunk_chars=a.chunk_chars, dtype=a.dtype, shard_rows=a.shard_rows,
                        keep_special=a.keep_special)
@@ -203,9 +206,11 @@ def _train_and_report(a, kw: dict) -> int:
     from jsparse.core.records import write_json
 
     from . import checkpoint
+    from .lm.bert import require_lm
     from .saelens import export_saelens
     from .store import ActivationStore
 
+    require_lm()  # the export needs safetensors: say so before training, not after
     store = ActivationStore(a.store)
     out = Path(a.out)
     if a.fresh:

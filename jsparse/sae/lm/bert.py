@@ -2,7 +2,7 @@
 
 The folder holds `config.json` (BertConfig keys), `model.safetensors` (read with the
 `safetensors.numpy` API; no torch) and `tokenizer.json` (the `tokenizers` library). Both libraries
-are the optional `lm` extra: `pip install "jsparse[lm]"`.
+are the optional `lm` extra: `pip install -e ".[lm]"` in a source checkout.
 
 Forward pass (post-LayerNorm BERT, as `transformers.BertModel` in eval mode, no dropout):
     h_0 = LN(E_word[ids] + E_pos[0..T-1] + E_type[type_ids])
@@ -36,7 +36,9 @@ def require_lm():
         import safetensors.numpy  # noqa: F401
         import tokenizers  # noqa: F401
     except ImportError as err:
-        raise ImportError(f"{err}; install the lm extra: pip install 'jsparse[lm]' (safetensors, tokenizers)") from None
+        raise ImportError(
+            f'{err}; install the lm extra: pip install -e ".[lm]" in the jsparse checkout (safetensors, tokenizers)'
+        ) from None
 
 
 class BertConfig(NamedTuple):
