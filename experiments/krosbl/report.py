@@ -37,7 +37,12 @@ def _fmt(v):
     return "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.2e}"
 
 
-def _plot_sweeps(out_dir, results, snrs, m1s, ks):
+# One colour per method in every figure of the family.
+COLORS = {meth: f"C{i}" for i, meth in enumerate(T.LABELS)}
+
+
+def _plot_sweeps(out_dir, results, snrs, m1s, ks) -> list[str]:
+    """Write the figures the results hold; returns their file names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,13 +52,14 @@ def _plot_sweeps(out_dir, results, snrs, m1s, ks):
     panels = [("fig3a", snrs, "SNR (dB)"), ("fig3b", ratio, "under-sampling ratio M/N"),
               ("fig3c", ks, "sparsity K (per factor)"),
               ("fig5", ratio, "under-sampling ratio M/N (unknown noise variance)")]
+    written = []
     for name, xs, xlabel in panels:
         if name not in results or len(xs) < 2:
             continue
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
         for meth, arr in results[name].items():
-            a1.semilogy(xs, np.mean(arr["nmse"], axis=-1), "o-", label=T.LABELS[meth])
-            a2.plot(xs, np.mean(arr["srr"], axis=-1), "o-", label=T.LABELS[meth])
+            a1.semilogy(xs, np.mean(arr["nmse"], axis=-1), "o-", label=T.LABELS[meth], color=COLORS[meth])
+            a2.plot(xs, np.mean(arr["srr"], axis=-1), "o-", label=T.LABELS[meth], color=COLORS[meth])
         a1.set_xlabel(xlabel)
         a1.set_ylabel("NMSE (mean over trials)")
         a1.grid(True, which="both", alpha=0.3)
@@ -63,6 +69,7 @@ def _plot_sweeps(out_dir, results, snrs, m1s, ks):
         a1.legend()
         fig.tight_layout()
         fig.savefig(out_dir / f"{name}.png", dpi=120)
+        written.append(f"{name}.png")
         plt.close(fig)
     for name in ("fig2", "fig4"):
         if name not in results:
@@ -70,19 +77,24 @@ def _plot_sweeps(out_dir, results, snrs, m1s, ks):
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
         for ax, (setting, curves) in zip(axes, results[name].items()):
             for meth, tr in curves.items():
-                ax.loglog(np.arange(1, len(tr) + 1), tr, label=T.LABELS[meth])
+                ax.loglog(np.arange(1, len(tr) + 1), tr, label=T.LABELS[meth], color=COLORS[meth])
             ax.set_title(f"{name}: {setting}")
             ax.set_xlabel("EM iteration")
             ax.grid(True, which="both", alpha=0.3)
         axes[0].set_ylabel("NMSE")
-        axes[0].legend()
+        for ax in axes:
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
         fig.tight_layout()
         fig.savefig(out_dir / f"{name}.png", dpi=120)
+        written.append(f"{name}.png")
         plt.close(fig)
     tk = results.get("time_vs_k", {})
+    if not tk:
+        return written
     fig, ax = plt.subplots(figsize=(5, 4))
     for meth, ts in tk.items():
-        ax.semilogy(ks, ts["s_per_trial"], "o-", label=T.LABELS[meth])
+        ax.semilogy(ks, ts["s_per_trial"], "o-", label=T.LABELS[meth], color=COLORS[meth])
     ax.set_xlabel("sparsity K (per factor)")
     ax.set_ylabel("seconds per trial")
     ax.legend()
@@ -90,6 +102,7 @@ def _plot_sweeps(out_dir, results, snrs, m1s, ks):
     fig.tight_layout()
     fig.savefig(out_dir / "time_vs_k.png", dpi=120)
     plt.close(fig)
+    return written + ["time_vs_k.png"]
 
 
 def _last(tr):
@@ -99,7 +112,7 @@ def _last(tr):
 
 
 def write(out_dir: Path, results, ref2, ref4, ref_time, snrs, m1s, ks) -> str:
-    _plot_sweeps(out_dir, results, snrs, m1s, ks)
+    plots = _plot_sweeps(out_dir, results, snrs, m1s, ks)
     s = results["settings"]
     mode = "quick" if s["quick"] else "full"
     lines = [f"# KroSBL reproduction ({mode}: {s['trials']} trials, cSBL {s['csbl_trials']} trials, float64)", ""]
@@ -163,7 +176,7 @@ def write(out_dir: Path, results, ref2, ref4, ref_time, snrs, m1s, ks) -> str:
                for m, arr in results.get(name, {}).items()}
     lines += ["", f"Sweep wall times (s, compile included): {sweep_t}"]
     lines += ["", f"Total wall time: {results['total_seconds']:.0f} s. "
-                  "Plots: fig2.png, fig3a-c.png, fig4.png, fig5.png, time_vs_k.png."]
+                  f"Plots: {', '.join(plots) if plots else 'none (too few sweep points)'}."]
     summary = "\n".join(lines) + "\n"
     (out_dir / "summary.md").write_text(summary)
     records.write_json(out_dir / "results.json", records.to_builtin(results))
