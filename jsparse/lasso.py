@@ -166,18 +166,6 @@ class ISTA(FISTA):
     accelerated: bool = struct.field(pytree_node=False, default=False)
 
 
-def _check_real_scalars(**named: Any) -> None:
-    """ValueError naming the argument for a concrete value that is not a real number (e.g. a string)."""
-    for name, value in named.items():
-        if not validation.is_concrete(value):
-            continue
-        ok = isinstance(value, (int, float, np.generic, np.ndarray, jax.Array)) and not isinstance(value, bool)
-        arr = np.asarray(value) if ok else None
-        if arr is None or arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number) \
-                or np.issubdtype(arr.dtype, np.complexfloating):
-            raise ValueError(f"{name}: expected a real number, got {value!r}")
-
-
 @jax.jit
 def _solve(solver: FISTA, A, y, x0):
     return runner.solve(solver, A, y, state=solver.init(A, y, x0), trace_fn=solver.objective)
@@ -213,7 +201,7 @@ def fista(
     if 0 in A.shape:
         raise ValueError(f"A: expected no zero-length dimension, got shape {A.shape}")
     y = validation.check_array(y, "y", shape=(A.shape[0],), dtype="inexact")
-    _check_real_scalars(lam=lam, tol=tol)
+    validation.check_real(lam=lam, tol=tol)
     validation.check_positive(lam, "lam", allow_zero=True)
     validation.check_positive(tol, "tol", allow_zero=True)
     validation.check_int(max_iters, "max_iters", minimum=1)

@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "is_concrete",
     "check_array",
+    "check_real",
     "check_positive",
     "check_in_range",
     "check_choice",
@@ -96,14 +97,29 @@ def check_array(
     return arr
 
 
+def check_real(**named: Any) -> None:
+    """ValueError naming the argument for a concrete value that is not a real number (a string, a
+    list, a complex number, a bool). None and traced values pass (their checks belong to the
+    caller or to the traced code)."""
+    for name, value in named.items():
+        if value is None or not is_concrete(value):
+            continue
+        ok = isinstance(value, (int, float, np.generic, np.ndarray, jax.Array)) and not isinstance(value, bool)
+        arr = np.asarray(value) if ok else None
+        if arr is None or arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number) \
+                or np.issubdtype(arr.dtype, np.complexfloating):
+            raise ValueError(f"{name}: expected a real number, got {value!r}")
+
+
 def check_positive(value: Any, name: str, *, allow_zero: bool = False, allow_none: bool = False) -> None:
-    """Raise unless `value` is a positive (or non-negative) scalar."""
+    """Raise unless `value` is a positive (or non-negative) real scalar."""
     if value is None and allow_none:
         return
     if value is None:
         raise ValueError(f"{name}: expected a number, got None")
     if not is_concrete(value):
         return
+    check_real(**{name: value})
     v = np.asarray(value)
     if v.ndim != 0 or not np.isfinite(v) or (v < 0 if allow_zero else v <= 0):
         bound = ">= 0" if allow_zero else "> 0"
@@ -120,8 +136,11 @@ def check_in_range(
     high_inclusive: bool = True,
 ) -> None:
     """Raise unless `low <= value <= high` (bounds inclusive or not)."""
+    if value is None:
+        raise ValueError(f"{name}: expected a number, got None")
     if not is_concrete(value):
         return
+    check_real(**{name: value})
     v = np.asarray(value)
     ok = v.ndim == 0 and np.isfinite(v)
     ok = ok and (v >= low if low_inclusive else v > low) and (v <= high if high_inclusive else v < high)

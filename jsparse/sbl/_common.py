@@ -153,16 +153,8 @@ def check_per_factor_prune(prune: Any, n_factors: int) -> tuple:
 
 
 def check_scalars(**named: Any) -> None:
-    """ValueError naming the argument for a value that is not a real number (a string, a list, ...).
-
-    None and traced values pass (their checks belong to the caller or to the traced code)."""
-    for name, value in named.items():
-        if value is None or not V.is_concrete(value):
-            continue
-        arr = np.asarray(value) if isinstance(value, (int, float, np.generic, np.ndarray, jax.Array)) else None
-        if arr is None or arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number) \
-                or np.issubdtype(arr.dtype, np.complexfloating):
-            raise ValueError(f"{name}: expected a real number, got {value!r}")
+    """ValueError naming the argument for a value that is not a real number (`validation.check_real`)."""
+    V.check_real(**named)
 
 
 def check_snr(snr_db: Any) -> None:

@@ -137,3 +137,12 @@ def test_load_pytree_keeps_numpy_float64_leaves_whatever_the_64_bit_mode(tmp_pat
         assert back["hist"].dtype == np.float64 and isinstance(back["hist"], np.ndarray)
         assert back["w"].dtype == jnp.float32
         records.save_pytree(path, back)
+
+
+def test_scalar_checks_name_the_argument_for_non_numbers():
+    for bad in ("0.1", [0.1], 1 + 2j, True, None):
+        with pytest.raises(ValueError, match="lam"):
+            validation.check_positive(bad, "lam")
+        with pytest.raises(ValueError, match="beta"):
+            validation.check_in_range(bad, "beta", 0.0, 1.0)
+    validation.check_real(a=1, b=np.float32(2.0), c=jnp.asarray(3.0), d=None)
