@@ -71,18 +71,31 @@ def gather_summary(out: Path, failed: dict[str, str] | None = None) -> str:
     return "# jsparse reproductions\n\n" + "\n".join(sections)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", help=f"'all' or any of: {', '.join(EXPERIMENTS)}")
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"'all' or any of: {', '.join(EXPERIMENTS)} (none: print this help)")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", dest="quick", action="store_true", default=True, help="quick size (default)")
-    size.add_argument("--full", dest="quick", action="store_false", help="the papers' sizes (hours on CPU)")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
-    parser.add_argument("--no-resume", dest="resume", action="store_false", help="ignore saved checkpoints")
-    parser.add_argument("--data-root", type=Path, default=None, help="hyperspectral datasets folder (unmixing)")
-    parser.add_argument("--dataset", default=None, help="dataset for pruning (digits, fashionmnist, cifar10)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="folder holding the pruning dataset files")
+    size.add_argument("--quick", dest="quick", action="store_true", default=True,
+                      help="quick size, minutes per experiment on CPU (the default)")
+    size.add_argument("--full", dest="quick", action="store_false",
+                      help="the papers' sizes, hours on CPU (default: quick)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="results folder")
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="ignore saved checkpoints and start over (default: resume)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="hyperspectral datasets folder for unmixing, searched alone "
+                             "(default: $JSPARSE_HSI_ROOT, the user folder, then the bundled scenes)")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset for pruning: digits, fashionmnist or cifar10 (default: digits)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding the pruning dataset files (default: none; digits needs none)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         parser.print_help()

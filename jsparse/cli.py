@@ -16,6 +16,19 @@ from pathlib import Path
 from typing import Callable
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that keeps the description's layout and shows every option's default: " (default: X)"
+    is appended to an option's help unless the help already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default is argparse.SUPPRESS or action.required:
+            return text
+        if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return text  # a required positional has no default
+        return f"{text} (default: %(default)s)"
+
+
 def report_errors(fn: Callable[..., int | None], *args) -> int:
     """`fn(*args)`'s exit status; bad input or a damaged file (ValueError, which includes
     jsparse.CorruptFileError), a missing file or a missing optional package print
@@ -64,6 +77,22 @@ def _sae(argv: list[str]) -> int:
     return report_errors(commands[argv[0]], argv[1:])
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser (`experiments` and `sae` are dispatched before it parses; they are
+    listed here for `jsparse --help`)."""
+    parser = argparse.ArgumentParser(prog="jsparse", description=__doc__, formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,experiments,sae}",
+                                help="'jsparse <command> --help' describes each command")
+    sub.add_parser("info", help="print versions, backend and devices as JSON", formatter_class=HelpFormatter,
+                   description="Print Python, platform, JAX, jaxlib, Flax, Optax and NumPy versions, the backend, "
+                   "the devices and whether 64-bit mode is on, as JSON.")
+    sub.add_parser("experiments", help="run reproductions (see python -m experiments --help)",
+                   formatter_class=HelpFormatter)
+    sub.add_parser("sae", help="SAEs on transformer activations: 'jsparse sae harvest|train --help'",
+                   formatter_class=HelpFormatter)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "experiments":
@@ -76,13 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_experiments(argv[1:])
     if argv and argv[0] == "sae":
         return _sae(argv[1:])
-    parser = argparse.ArgumentParser(prog="jsparse", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="print versions, backend and devices as JSON")
-    sub.add_parser("experiments", help="run reproductions (see python -m experiments --help)")
-    sub.add_parser("sae", help="SAEs on transformer activations: 'jsparse sae harvest|train --help'")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "info":
         from jsparse.core.records import environment
 

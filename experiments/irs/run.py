@@ -359,11 +359,15 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, trials: int |
     return summary
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--full", action="store_true", help="50 realisations (the paper's size)")
-    ap.add_argument("--out", type=Path, default=Path("results/irs"))
-    ap.add_argument("--trials", type=int, default=None, help="realisations (default 2 quick, 50 full)")
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.irs.run", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--full", action="store_true", help="50 realisations, PC-SBL and cSBL included (the paper's size; "
+                                                          "default: quick)")
+    ap.add_argument("--out", type=Path, default=Path("results/irs"), help="output folder")
+    ap.add_argument("--trials", type=int, default=None, help="realisations (default: 2 quick, 50 full)")
     ap.add_argument("--dense-trials", type=int, default=None,
                     help="target realisations for PC-SBL and cSBL (default: 1 quick, all full)")
     ap.add_argument("--dense", choices=("run", "load", "skip"), default=None,
@@ -372,16 +376,27 @@ if __name__ == "__main__":
     ap.add_argument("--training", choices=TRAININGS, default="fixed",
                     help="pilots/IRS configurations drawn once per run from --training-seed (reference design), "
                          "the reference's own draw (MATLAB's start-up random stream), or per realisation")
-    ap.add_argument("--training-seed", type=int, default=0)
+    ap.add_argument("--training-seed", type=int, default=0, help="seed of the shared pilots / configurations")
     ap.add_argument("--c64", dest="x64", action="store_false",
-                    help="complex64 instead of complex128 (loses ~7 dB, see docs/irs.md)")
-    ap.add_argument("--methods", nargs="*", default=None, choices=METHODS + ["oracle"])
-    ap.add_argument("--no-resume", dest="resume", action="store_false")
+                    help="complex64 instead of complex128 (loses ~7 dB, see docs/irs.md; default: complex128)")
+    ap.add_argument("--methods", nargs="*", default=None, choices=METHODS + ["oracle"],
+                    help="methods to run (default: all)")
+    ap.add_argument("--no-resume", dest="resume", action="store_false",
+                    help="ignore saved checkpoints and start over (default: resume)")
     ap.add_argument("--seed-study", type=int, nargs="*", default=None, metavar="SEED",
-                    help="instead of the table: PC-KroSBL β=0.8 and oracle LS for these training seeds")
-    a = ap.parse_args()
+                    help="instead of the table: PC-KroSBL β=0.8 and oracle LS for these training seeds "
+                         "(default: the table)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     if a.seed_study:
         print(seed_study(a.out, a.seed_study, trials=a.trials or 50, x64=a.x64))
-        raise SystemExit(0)
+        return
     print(run(a.out, quick=not a.full, resume=a.resume, trials=a.trials, dense_trials=a.dense_trials, x64=a.x64,
               methods=a.methods, training=a.training, training_seed=a.training_seed, dense=a.dense))
+
+
+if __name__ == "__main__":
+    main()

@@ -96,12 +96,19 @@ def run(out_dir: Path, *, trials: int = 40, prune: float = 1e-3, resume: bool = 
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=40)
-    ap.add_argument("--prune", type=float, default=1e-3)
-    ap.add_argument("--out", default="results/krosbl_prune")
-    a = ap.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.krosbl.prune_study", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--trials", type=int, default=40, help="realisations of the Fig. 2 problem")
+    ap.add_argument("--prune", type=float, default=1e-3, help="SVD-KroSBL relative pruning threshold")
+    ap.add_argument("--out", default="results/krosbl_prune", help="output folder (prune_study.json)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     out = run(Path(a.out), trials=a.trials, prune=a.prune)
     for k, v in out["summary"].items():
         print(f"{k}: {v}")

@@ -206,14 +206,23 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, csbl_trials: 
     return save()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--full", action="store_true", help="paper sizes (200 trials)")
-    ap.add_argument("--out", default="results/krosbl")
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--csbl-trials", type=int, default=None, help="cSBL trials at the default point (full: 12)")
-    ap.add_argument("--stages", default=None, help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
-    a = ap.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.krosbl.run", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--full", action="store_true", help="paper sizes, 200 trials (default: quick)")
+    ap.add_argument("--out", default="results/krosbl", help="output folder")
+    ap.add_argument("--no-resume", action="store_true", help="ignore saved checkpoints and start over")
+    ap.add_argument("--csbl-trials", type=int, default=None,
+                    help="cSBL trials at the default point (default: 0 quick, 12 full)")
+    ap.add_argument("--stages", default=None,
+                    help=f"comma-separated subset of {','.join(STAGES)} (default: all; quick skips fig3b, fig3c, fig4)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     print(run(Path(a.out), quick=not a.full, resume=not a.no_resume, csbl_trials=a.csbl_trials, stages=a.stages))
 
 

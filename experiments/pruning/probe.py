@@ -66,11 +66,20 @@ def run_setting(name, epochs, batch, wd, data, out: Path, rounds: int = 10, seed
             "count_minus_formula_max_abs": max(abs(r["pruned"] - r["expected_pruned"]) for r in rows)}
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.pruning.probe", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("results/pruning_probe"),
+                    help="output folder (probe.json, checkpoints)")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="names (prefixes) of settings to run (default: all of " + "; ".join(SETTINGS) + ")")
+    return ap
+
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("results/pruning_probe"))
-    ap.add_argument("--only", nargs="*", default=None, help="names (prefixes) of settings to run")
-    a = ap.parse_args(argv)
+    a = build_parser().parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     data = datasets.digits()
     path = a.out / "probe.json"

@@ -203,18 +203,31 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, dataset: str 
     return summary
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--full", action="store_true", help="paper size (T=30, E=200)")
-    ap.add_argument("--out", type=Path, default=Path("results/pruning"))
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.pruning.run", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--full", action="store_true", help="paper size (T=30, E=200, batch 250; default: quick)")
+    ap.add_argument("--out", type=Path, default=Path("results/pruning"), help="output folder")
     ap.add_argument("--dataset", default="digits",
-                    choices=["digits", "fashionmnist", "cifar10", "cifar100", "tinyimagenet"])
-    ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--weight-decay", type=float, default=None, help="override every model's weight decay")
-    ap.add_argument("--no-resume", dest="resume", action="store_false")
-    a = ap.parse_args()
+                    choices=["digits", "fashionmnist", "cifar10", "cifar100", "tinyimagenet"],
+                    help="digits ships with scikit-learn; the others are read from --data-dir")
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="folder holding the dataset files (default: none; digits needs none)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="pruning rounds T (default: quick 10, 8 for the CNN; full 30, 15 for ResNet18)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epochs per round E (default: quick 60, 5 for the CNN; full 200)")
+    ap.add_argument("--weight-decay", type=float, default=None,
+                    help="override every model's weight decay (default: quick 1.5e-2, 5e-4 for the CNN; full 5e-4)")
+    ap.add_argument("--no-resume", dest="resume", action="store_false",
+                    help="ignore saved checkpoints and start over (default: resume)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     print(run(a.out, quick=not a.full, resume=a.resume, dataset=a.dataset, data_dir=a.data_dir,
               rounds=a.rounds, epochs=a.epochs, weight_decay=a.weight_decay))
 

