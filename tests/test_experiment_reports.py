@@ -1,0 +1,114 @@
+"""The results pages and plots of the KroSBL, IRS and pruning reproductions, on small synthetic results:
+each table states the paper's claim, what the run shows and what it does not (with the full-size
+command); a reduced problem is not set beside the paper's values; plots draw medians with
+interquartile bands, label every axis, show the paper's values where it gives them, and raise no
+matplotlib warning."""
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from experiments.krosbl import plots as kplots
+from experiments.krosbl import report as kreport
+from experiments.krosbl import run as krun
+
+pytestmark = pytest.mark.filterwarnings("error")  # a legend with no labelled artist warns: fail on it
+INTERNAL = ("issue target", "target check", "session")
+
+
+@pytest.fixture
+def fast_png(monkeypatch):
+    """Figures are built in full but written as empty files (rendering PNGs costs ~0.1 s CPU each)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: open(path, "wb").close())
+
+
+def _sweep(rng, methods, points, trials=5, scale=1e-3):
+    out = {}
+    for i, meth in enumerate(methods):
+        nmse = scale * 10.0 ** i * rng.uniform(0.5, 2.0, (points, trials))
+        nmse[:, 0] = 1.0  # one failed trial per point: the mean is set by it, the median is not
+        out[meth] = {"nmse": nmse, "srr": rng.uniform(0.5, 1.0, (points, trials)) / (i + 1),
+                     "_meta": {"wall_s": 2.0, "trials": trials}}
+    return out
+
+
+def _krosbl_results(*, quick: bool):
+    rng = np.random.default_rng(0)
+    m1s = [8] if quick else krun.M1S
+    conv = {"n": [10, 10, 10], "m": [9, 8, 10]} if quick else dict(kreport.PAPER_PROBLEM)
+    trace = np.geomspace(1.0, 1e-4, 30)
+    fig2 = {"none": {m: trace * (i + 1) for i, m in enumerate(["svd", "am", "ksbl"] + (["csbl"] if quick else []))},
+            "prune": {m: trace for m in ["svd"] + (["csbl"] if quick else [])}}
+    results = {"settings": {"quick": quick, "trials": 5, "csbl_trials": 0}, "convergence_problem": conv,
+               "fig5": _sweep(rng, ["svd", "am", "ksbl"], len(m1s)),
+               "fig3a": _sweep(rng, ["svd", "am", "ksbl", "komp"], len(krun.SNRS)), "fig2": fig2,
+               "time_vs_k": {"svd": {"s_per_trial": [0.01, 0.02, 0.03], "cpu_s_per_trial": [0.01, 0.01, 0.02],
+                                     "compile_s": [1.0, 1.0, 1.0]}},
+               "total_seconds": 12.0}
+    return results, m1s
+
+
+def _write_krosbl(tmp_path, quick):
+    results, m1s = _krosbl_results(quick=quick)
+    text = kreport.write(tmp_path, results, krun.REF_FIG2, krun.REF_FIG4, krun.REF_TIME, krun.SNRS, m1s, [2, 4, 6])
+    return text, results
+
+
+def _sections(text):
+    return [s for s in re.split(r"\n(?=## )", text) if s.startswith("## ")]
+
+
+def _assert_every_table_states_its_claims(text):
+    assert not any(word in text.lower() for word in INTERNAL)
+    sections = _sections(text)
+    assert sections
+    for section in sections:
+        if "|---" not in section:
+            continue
+        assert "**Paper:**" in section and "**This run:**" in section, section[:80]
+        if "**Not reproduced here:**" in section:
+            assert "Full size: `python -m experiments" in section, section[:80]
+
+
+def test_krosbl_quick_page_keeps_a_reduced_problem_apart_from_the_paper(tmp_path, fast_png):
+    text, _ = _write_krosbl(tmp_path, quick=True)
+    _assert_every_table_states_its_claims(text)
+    assert "cSBL 0 trials" not in text.splitlines()[0] and "expect SVD" not in text
+    fig2 = next(s for s in _sections(text) if s.startswith("## Fig. 2"))
+    assert "reduced problem" in fig2 and "(ref" not in fig2 and "_paper_" not in fig2
+    assert "4.40e-05" not in fig2  # the paper's value of the larger problem is not set beside ours
+    assert "SVD-KroSBL has the lowest median NMSE at 6 of 6 points" in text  # the claim, checked on the data
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["fig2.png", "fig3a.png", "time_vs_k.png"]
+
+
+def test_krosbl_full_page_sets_the_paper_values_beside_ours(tmp_path, fast_png):
+    text, _ = _write_krosbl(tmp_path, quick=False)
+    _assert_every_table_states_its_claims(text)
+    fig2 = next(s for s in _sections(text) if s.startswith("## Fig. 2"))
+    assert "_paper_" in fig2 and "_4.40e-05_" in fig2
+    assert "fig5.png" in text
+
+
+def test_krosbl_sweep_plot_draws_medians_with_bands_and_the_paper_values():
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(1)
+    sweep = _sweep(rng, ["svd", "am"], 3)
+    paper = {"svd": {0.3: (1e-4, 0.9)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = kplots._sweep_figure(plt, "t", [0.2, 0.3, 0.4], "x", sweep, paper)
+    ax = fig.axes[0]
+    ours = ax.lines[0]
+    np.testing.assert_allclose(ours.get_ydata(), np.median(sweep["svd"]["nmse"], axis=-1))
+    assert np.all(np.mean(sweep["svd"]["nmse"], -1) > 10 * np.median(sweep["svd"]["nmse"], -1))  # not the mean
+    assert ax.collections  # the interquartile band
+    assert any("paper" in line.get_label() for line in ax.lines)
+    assert all(a.get_ylabel() for a in fig.axes)
+    plt.close(fig)
