@@ -5,10 +5,13 @@ interquartile bands, label every axis, show the paper's values where it gives th
 matplotlib warning."""
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from experiments.irs import report as ireport
+from experiments.irs import run as irun
 from experiments.krosbl import plots as kplots
 from experiments.krosbl import report as kreport
 from experiments.krosbl import run as krun
@@ -25,7 +28,14 @@ def fast_png(monkeypatch):
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: open(path, "wb").close())
+    saved = {}
+
+    def savefig(self, path, **kw):
+        saved[Path(path).name] = self
+        open(path, "wb").close()
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved
 
 
 def _sweep(rng, methods, points, trials=5, scale=1e-3):
@@ -112,3 +122,38 @@ def test_krosbl_sweep_plot_draws_medians_with_bands_and_the_paper_values():
     assert any("paper" in line.get_label() for line in ax.lines)
     assert all(a.get_ylabel() for a in fig.axes)
     plt.close(fig)
+
+
+def _irs_table(n, pc_db=(-6.0, -9.0, -13.0, -21.0, -26.0)):
+    rng = np.random.default_rng(2)
+    table = {}
+    for i, m in enumerate(["svd", "am", "pc0.8", "pc0.5", "omp", "oracle"]):
+        level = 10 ** (np.asarray(pc_db) / 10) * (1.0 if m == "pc0.8" else 1.5 + i)
+        per = level[:, None] * rng.uniform(0.9, 1.1, (len(irun.SNRS), n))
+        ser = np.where(np.asarray(irun.SNRS) >= 16, 0.0, 0.01) * (0.0 if m == "pc0.8" else 1.0)
+        table[m] = {"trials": n, "nmse": per.mean(-1), "nmse_median": np.median(per, -1), "ser": ser,
+                    "ser_expected": ser, "per_trial_nmse": per}
+    return table
+
+
+def test_irs_page_says_a_small_run_does_not_meet_the_papers_50_realisation_claims(tmp_path, fast_png):
+    text = ireport.summary(_irs_table(2, pc_db=(-1, -3, -6, -12, -16)), dtype_name="complex128", training="fixed",
+                           training_seed=0, wall=1.0)
+    assert not any(word in text.lower() for word in INTERNAL) and "target" not in text.lower()
+    assert "**Paper:**" in text and "**This run:**" in text and "**Not reproduced here:**" in text
+    assert "Full size: `python -m experiments.irs.run --full" in text and "PC-SBL and cSBL (skipped" in text
+    level = next(line for line in text.splitlines() if line.startswith("- PC-KroSBL β=0.8 mean NMSE"))
+    assert "**not met** in these 2 realisations" in level and "(paper -20.5)" in level
+    assert "| _paper_ | 50 |" in text
+    ireport.plot(tmp_path, _irs_table(2))
+    fig = fast_png["irs_nmse_ser.png"]
+    labels = fig.axes[0].get_legend().get_texts()
+    assert any("paper" in t.get_text() for t in labels) and "2 realisations" in fig.axes[0].get_title()
+    assert all(ax.get_ylabel() and ax.get_xlabel() for ax in fig.axes)
+
+
+def test_irs_page_at_the_papers_size_states_met_claims_plainly():
+    text = ireport.summary(_irs_table(50), dtype_name="complex128", training="fixed", training_seed=0, wall=1.0)
+    level = next(line for line in text.splitlines() if line.startswith("- PC-KroSBL β=0.8 mean NMSE"))
+    assert level.count("**met**") == 1 and "realisations" not in level
+    assert "PC-SBL at every SNR: **not checked**" in text

@@ -175,33 +175,6 @@ def _db(v):
     return 10 * np.log10(np.maximum(v, 1e-300))
 
 
-def _plots(out_dir: Path, table: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for m, row in table.items():
-        (line,) = axes[0].semilogy(SNRS, row["nmse"], "o-", label=f"{LABELS[m]} (n={row['trials']})")
-        ser = np.where(np.asarray(row["ser"]) > 0, row["ser"], np.nan)  # zeros are not drawn (log axis)
-        axes[1].semilogy(SNRS, ser, "o-", color=line.get_color(), label=LABELS[m])
-        if m in REFERENCE:
-            axes[0].semilogy(SNRS, REFERENCE[m]["nmse"], "x:", color=line.get_color(), alpha=0.6)
-            ref_ser = np.where(np.asarray(REFERENCE[m]["ser"]) > 0, REFERENCE[m]["ser"], np.nan)
-            axes[1].semilogy(SNRS, ref_ser, "x:", color=line.get_color(), alpha=0.6)
-    axes[0].set(xlabel="SNR (dB)", ylabel="NMSE (mean over realisations)",
-                title="IRS channel NMSE (dotted x: reference)")
-    axes[1].set(xlabel="SNR (dB)", ylabel="QPSK SER", title="SER, rank-1 SVD beamforming")
-    axes[0].legend(fontsize=7)
-    for ax in axes:
-        ax.grid(True, which="both", alpha=0.3)
-        ax.set_xticks(SNRS)
-    fig.tight_layout()
-    fig.savefig(out_dir / "irs_nmse_ser.png", dpi=120)
-    plt.close(fig)
-
-
 def _row(a: dict) -> dict:
     """Summary of per-trial outputs a[k] of shape (SNR, trials)."""
     return {
@@ -211,31 +184,6 @@ def _row(a: dict) -> dict:
         "iterations": a["iterations"].mean(-1), "all_valid": bool(a["valid"].all()),
         "per_trial_nmse": a["nmse"],
     }
-
-
-def _tables(table: dict) -> list[str]:
-    head = "| method | n | " + " | ".join(f"{{}} {s:.0f} dB" for s in SNRS)
-    lines = [head.format(*["NMSE"] * 5) + " | " + " | ".join(f"SER {s:.0f}" for s in SNRS) + " |",
-             "|---|---|" + "---|" * (2 * len(SNRS))]
-    for m, row in table.items():
-        nmse_cells = " | ".join(f"{_db(v):.1f}" for v in row["nmse"])
-        ours = nmse_cells + " | " + " | ".join(f"{v:.2g}" for v in row["ser"])
-        lines.append(f"| {LABELS[m]} | {row['trials']} | {ours} |")
-        if m in REFERENCE:
-            ref = REFERENCE[m]
-            lines.append(
-                "| _reference_ | 50 | " + " | ".join(f"_{_db(v):.1f}_" for v in ref["nmse"]) + " | "
-                + " | ".join(f"_{v:.2g}_" for v in ref["ser"]) + " |"
-            )
-    lines += ["",
-              "Median over realisations of the per-realisation NMSE (dB), and realisations above −10 dB at 16 dB:",
-              "",
-              head.format(*["median"] * 5) + " | > −10 dB at 16 dB |", "|---|---|" + "---|" * (len(SNRS) + 1)]
-    for m, row in table.items():
-        bad = int(np.sum(row["per_trial_nmse"][3] > 0.1))
-        medians = " | ".join(f"{_db(v):.1f}" for v in row["nmse_median"])
-        lines.append(f"| {LABELS[m]} | {row['trials']} | {medians} | {bad} |")
-    return lines
 
 
 def seed_study(out_dir: Path, seeds, *, methods=("pc0.8", "oracle"), trials: int = 50, x64: bool = True) -> str:
@@ -321,33 +269,10 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, trials: int |
 
     order = [m for m in METHODS + ["oracle"] if m in table]
     table = {m: table[m] for m in order}
-    _plots(out_dir, table)
-    lines = _tables(table)
-    t = table.get("pc0.8")
-    checks = []
-    if t is not None:
-        n16, n20 = _db(t["nmse"][3]), _db(t["nmse"][4])
-        checks.append(f"- PC-KroSBL β=0.8 NMSE at 16 dB: {n16:.1f} dB (target <= -19), "
-                      f"at 20 dB: {n20:.1f} dB (target <= -23); "
-                      f"medians {_db(t['nmse_median'][3]):.1f} / {_db(t['nmse_median'][4]):.1f} dB")
-        checks.append(f"- PC-KroSBL β=0.8 SER at 16 / 20 dB: {t['ser'][3]:.2g} / {t['ser'][4]:.2g} (target 0); "
-                      f"expected SER {t['ser_expected'][3]:.2g} / {t['ser_expected'][4]:.2g}")
-        for m in ("am", "svd", "pcsbl", "csbl"):
-            if m in table:
-                n = table[m]["trials"]
-                ours_n = t["per_trial_nmse"][:, :n]  # (SNR, first n realisations)
-                wins = [s for j, s in enumerate(SNRS) if ours_n[j].mean() < table[m]["nmse"][j]]
-                med = [s for j, s in enumerate(SNRS) if np.median(ours_n[j]) < table[m]["nmse_median"][j]]
-                checks.append(f"- PC-KroSBL β=0.8 below {LABELS[m]} (same first {n} realisations): "
-                              f"mean NMSE at SNRs {wins}, median at SNRs {med}, of {SNRS}")
-    summary = (
-        f"IRS-MIMO channel estimation, mean NMSE (dB of the mean linear NMSE) and mean QPSK SER over n "
-        f"realisations ({dtype_name}; pilots/configurations: {training}"
-        + (f", seed {training_seed}" if training == "fixed" else "")
-        + "; reference rows in italics: the authors' 50 realisations). "
-        f"Wall time of this call {wall:.0f} s (finished checkpoints are loaded, not recomputed).\n\n"
-        + "\n".join(lines) + "\n\n" + "\n".join(checks) + "\n"
-    )
+    from experiments.irs import report
+
+    report.plot(out_dir, table)
+    summary = report.summary(table, dtype_name=dtype_name, training=training, training_seed=training_seed, wall=wall)
     (out_dir / "summary.md").write_text(summary)
     records.write_json(out_dir / "results.json", {
         "settings": {"setup": irs.IRSSetup()._asdict(), "snr_db": SNRS, "methods": order, "trials": num_trials,
