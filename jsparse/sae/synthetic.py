@@ -14,7 +14,9 @@
 
 A `SyntheticStream` produces batch i from `fold_in(key, i)`, so any number of samples can be
 drawn without holding them, and batch i is the same whatever was drawn before (which makes
-checkpoint/resume exact).
+checkpoint/resume exact). A `MixtureStream` concatenates the rows of several streams over the
+same V, e.g. the paper's imbalanced-sparsity toy (`make_mixture_stream`: half of every batch
+s = 3, half s = 20).
 """
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ __all__ = [
     "feature_weights",
     "sample_batch",
     "SyntheticStream",
+    "MixtureStream",
     "make_stream",
+    "make_mixture_stream",
 ]
 
 
@@ -167,3 +171,70 @@ def make_stream(
     v = make_features(kv, n, d, kind=feature_kind, dtype=dtype)
     w = feature_weights(n, kind=frequencies, ratio=ratio)
     return SyntheticStream(v, w, s=s, batch_size=batch_size, key=kd, **kwargs)
+
+
+class MixtureStream:
+    """Batch i = the rows of batch i of every stream, concatenated in order (streams over one V).
+
+    Attributes: features (n, d), streams, batch_size (total rows). Same methods as
+    `SyntheticStream`: `batch(i)` -> x (B, d), `batch_with_codes(i)` -> (x, h (B, n)),
+    iteration, `frequencies()`.
+    """
+
+    def __init__(self, streams):
+        self.streams = tuple(streams)
+        if not self.streams or not all(isinstance(s, SyntheticStream) for s in self.streams):
+            raise ValueError("streams: expected one or more SyntheticStream objects")
+        self.features = self.streams[0].features
+        for j, s in enumerate(self.streams[1:], 1):
+            if s.features.shape != self.features.shape or not bool(jnp.array_equal(s.features, self.features)):
+                raise ValueError(f"streams: stream {j} has other features than stream 0 (one V for all)")
+        self.d = self.streams[0].d
+        self.batch_size = sum(s.batch_size for s in self.streams)
+
+    def batch_with_codes(self, i: int) -> tuple[jax.Array, jax.Array]:
+        parts = [s.batch_with_codes(i) for s in self.streams]
+        return jnp.concatenate([p[0] for p in parts], axis=0), jnp.concatenate([p[1] for p in parts], axis=0)
+
+    def batch(self, i: int) -> jax.Array:
+        return jnp.concatenate([s.batch(i) for s in self.streams], axis=0)
+
+    def __iter__(self):
+        i = 0
+        while True:
+            yield self.batch(i)
+            i += 1
+
+    def frequencies(self, num_batches: int = 20, offset: int = 10**9) -> np.ndarray:
+        """Empirical activation frequency of each feature (n,) over the mixed rows."""
+        counts = sum(np.asarray((self.batch_with_codes(offset + j)[1] > 0).sum(0)) for j in range(num_batches))
+        return np.asarray(counts / (num_batches * self.batch_size))
+
+
+def make_mixture_stream(
+    key: jax.Array,
+    *,
+    n: int,
+    d: int,
+    s=(3, 20),
+    batch_size: int = 512,
+    feature_kind: str = "gaussian",
+    dtype=jnp.float32,
+    **kwargs,
+) -> MixtureStream:
+    """One V (n, d) and, per entry of `s`, a stream of batch_size / len(s) rows with that many
+    active features; batch i stacks them in order. The default s = (3, 20) is the paper's
+    imbalanced toy (every feature has f = mean(s) / n). Keys: V from split(key, 1 + len(s))[0],
+    stream j from entry j + 1. `kwargs` as `SyntheticStream` (low, high, cooccurrence, noise)."""
+    s = tuple(s) if isinstance(s, (list, tuple)) else (s,)
+    if not s:
+        raise ValueError("s: expected one or more sparsity levels")
+    val.check_int(batch_size, "batch_size", minimum=len(s))
+    if batch_size % len(s):
+        raise ValueError(f"batch_size: {batch_size} is not divisible by the {len(s)} sparsity levels of s")
+    keys = jax.random.split(val.as_key(key, "key"), 1 + len(s))
+    v = make_features(keys[0], n, d, kind=feature_kind, dtype=dtype)
+    w = feature_weights(n)
+    rows = batch_size // len(s)
+    return MixtureStream([SyntheticStream(v, w, s=sj, batch_size=rows, key=keys[j + 1], **kwargs)
+                          for j, sj in enumerate(s)])
