@@ -157,3 +157,41 @@ def test_irs_page_at_the_papers_size_states_met_claims_plainly():
     level = next(line for line in text.splitlines() if line.startswith("- PC-KroSBL β=0.8 mean NMSE"))
     assert level.count("**met**") == 1 and "realisations" not in level
     assert "PC-SBL at every SNR: **not checked**" in text
+
+
+def _pruning_runs(rounds):
+    def rows(rate, pqi_end):
+        out = []
+        for t in range(rounds + 1):
+            rem = rate ** t
+            out.append({"round": t, "remaining": rem, "test_acc": 0.97 - 0.001 * t, "pruned_acc": 0.96,
+                        "pqi": 0.4 - (0.4 - pqi_end) * t / rounds, "remaining_layers": [rem, rem ** 2, rem],
+                        "pruned": 10, "expected_pruned": 10, "pruned_fraction": 1 - rate, "sap_index": 1 - rate})
+        return out
+
+    return {"SAP(0.5,1)": rows(0.81, 0.1), "SAP(1,2)": rows(0.3, 0.05), "LT": rows(0.8, 0.12), "OS": rows(0.8, 0.2)}
+
+
+def test_pruning_page_states_each_claim_and_the_plots_label_every_axis(tmp_path, fast_png):
+    from experiments.pruning import report as preport
+
+    text = ""
+    for rounds in (10, 8):
+        runs = _pruning_runs(rounds)
+        sap = preport.sap_checks(runs["SAP(0.5,1)"])
+        mc = {"batch": 64, "weight_decay": 1.5e-2}
+        text += "\n".join(preport.model_section("digits", True, f"m{rounds}", mc, rounds, 60, 1.0, runs, sap))
+        if rounds == 10:
+            preport.write_plots(tmp_path, "m10", runs)
+    _assert_every_table_states_its_claims(text)
+    assert "target" not in text.lower()
+    assert "at or below 10 % of the weights by t = 10 (paper ≈ 6 %): **not met** (12.2 % at t = 10)" in text
+    assert "**not checked**, the run stops at t = 8" in text
+    assert "keeps fewer weights than LT at every t = 1..5: **not met**" in text  # 0.81^t > 0.8^t
+    assert "paper t=1..5 (CIFAR10 CNN)" in text and "another problem than the paper's" in text
+    assert sorted(fast_png) == ["acc_vs_remaining_m10.png", "layers_m10.png", "rounds_m10.png"]
+    for fig in fast_png.values():
+        assert all(ax.get_ylabel() and ax.get_xlabel() for ax in fig.axes)
+    paper_lines = [ln for ln in fast_png["rounds_m10.png"].axes[0].lines if "paper" in ln.get_label()]
+    assert len(paper_lines) == 4
+    np.testing.assert_array_equal(paper_lines[0].get_ydata(), [69, 49, 36, 26, 20])

@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from experiments.pruning import report
 from jsparse.core import records
 from jsparse.core.code_fingerprint import code_fingerprint
 from jsparse.pruning import datasets, models, procedures, train
@@ -31,11 +30,6 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {  # label -> (procedure, rule 
     "LT": ("lt", dict(fraction=0.2)),
     "OS": ("os", dict(fraction=0.2)),
 }
-# Paper, CIFAR10 CNN global scope, Fig. 2 (read by eye): percent remaining at t = 1..5.
-PAPER_REMAINING = {"SAP(0.5,1)": [69, 49, 36, 26, 20], "LT": [80, 64, 51, 41, 33], "OS": [80, 64, 51, 41, 33],
-                   "SAP(1,2)": [23, 8, None, None, None]}
-
-
 def settings(quick: bool, dataset: str) -> dict[str, Any]:
     if quick:
         # MLP: weight decay 1.5e-2 gives one round the paper's weight-decay budget
@@ -50,88 +44,6 @@ def settings(quick: bool, dataset: str) -> dict[str, Any]:
         "mlp": {"epochs": 200, "batch": 250, "kwargs": {}},
         "cnn": {"epochs": 200, "batch": 250, "kwargs": {}},
         **({} if small else {"resnet18": {"epochs": 200, "batch": 250, "kwargs": {}, "rounds": 15}})}}
-
-
-def _pqi_pattern(pqi: list[float], tol: float = 0.005) -> str:
-    """Describe the PQI trajectory in the paper's terms (decrease / increase / decrease)."""
-    p = np.asarray(pqi)
-    i_min = int(np.argmin(p))
-    if i_min == len(p) - 1 or p[i_min:].max() - p[i_min] < tol:
-        return "decreases throughout (regularisation phase only)"
-    i_max = i_min + int(np.argmax(p[i_min:]))
-    if i_max < len(p) - 1 and p[i_max] - p[i_max:].min() > tol:
-        return f"decreases to t={i_min}, rises to t={i_max}, then decreases (the paper's full pattern)"
-    return f"decreases to t={i_min}, then rises (regularisation then compression)"
-
-
-def _plots(out_dir: Path, model: str, runs: dict) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
-    for label, rows in runs.items():
-        t = [r["round"] for r in rows]
-        axes[0].semilogy(t, [100 * r["remaining"] for r in rows], "o-", label=label)
-        axes[1].plot(t, [100 * r["test_acc"] for r in rows], "o-", label=label)
-        axes[2].plot(t, [100 * r["pruned_acc"] for r in rows], "o-", label=label)
-        axes[3].plot(t, [r["pqi"] for r in rows], "o-", label=label)
-    titles = ["% weights remaining", "retrained test accuracy (%)", "pruned (not retrained) accuracy (%)",
-              "PQ Index (p=0.5, q=1)"]
-    for ax, title in zip(axes, titles):
-        ax.set_title(title)
-        ax.set_xlabel("round t")
-    axes[0].legend()
-    fig.tight_layout()
-    files.append(f"rounds_{model}.png")
-    fig.savefig(out_dir / files[-1], dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, rows in runs.items():  # each run against its OWN remaining fraction
-        ax.semilogx([100 * r["remaining"] for r in rows], [100 * r["test_acc"] for r in rows], "o-", label=label)
-    ax.invert_xaxis()
-    ax.set_xlabel("% weights remaining (own run)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{model}: accuracy vs remaining weights")
-    ax.legend()
-    fig.tight_layout()
-    files.append(f"acc_vs_remaining_{model}.png")
-    fig.savefig(out_dir / files[-1], dpi=110)
-    plt.close(fig)
-
-    rows = runs["SAP(0.5,1)"]
-    n = len(rows[0]["remaining_layers"])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i in sorted({0, n // 2, n - 1}):
-        ax.semilogy([r["round"] for r in rows], [100 * max(r["remaining_layers"][i], 1e-4) for r in rows], "o-",
-                    label=f"layer {i}")
-    ax.set_title(f"{model}: SAP(0.5,1) % remaining per layer")
-    ax.set_xlabel("round t")
-    ax.legend()
-    fig.tight_layout()
-    files.append(f"layers_{model}.png")
-    fig.savefig(out_dir / files[-1], dpi=110)
-    plt.close(fig)
-    return files
-
-
-def _target(rows: list[dict]) -> dict:
-    dense = rows[0]["test_acc"]
-    within = [r for r in rows[1:11] if r["remaining"] <= 0.10]
-    mism = [abs(r["pruned"] - r["expected_pruned"]) for r in rows]
-    return {
-        "dense_acc": dense, "t_check": min(10, len(rows) - 1),
-        "remaining_at_t10": rows[min(10, len(rows) - 1)]["remaining"],
-        "reached_10pct_within_10_rounds": bool(within),
-        "max_acc_drop_points_t_le_10": 100 * max(dense - r["test_acc"] for r in rows[:11]),
-        "pruned_count_minus_formula_max_abs": max(mism), "rounds_with_count_mismatch": int(sum(m > 0 for m in mism)),
-        # with p=0.5, q=1, eta=0, gamma=1 the pruned fraction is the PQ Index itself (up to 1/d rounding)
-        "pruned_fraction_minus_pqi_max_abs": max(abs(r["pruned_fraction"] - r["sap_index"]) for r in rows),
-        "pqi": [r["pqi"] for r in rows], "pqi_pattern": _pqi_pattern([r["pqi"] for r in rows]),
-    }
 
 
 def run(out_dir: Path, *, quick: bool = True, resume: bool = True, dataset: str = "digits", data_dir=None,
@@ -170,33 +82,12 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, dataset: str 
             runs[label] = res.records
             results["timing_s"][tag] = time.perf_counter() - start
         results["runs"][model_name] = runs
-        results.setdefault("plots", []).extend(_plots(out_dir, model_name, runs))
-        sap = _target(runs["SAP(0.5,1)"])
-        results.setdefault("targets", {})[model_name] = sap
-        lines += [f"### {dataset} / {model_name} (T = {rounds}, E = {epochs}, batch {mc['batch']}, "
-                  f"weight decay {wd:g}, decay budget wd*sum(lr) = {budget:.3f} per round; paper CIFAR10: 1.0; "
-                  "global scope)", "",
-                  "| method | dense acc | % remaining t=1..5 (ours) | paper CIFAR10-CNN t=1..5 | % remaining at T "
-                  "| acc at T | pruned acc at T | PQI t=0 -> min -> T |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for label, rows in runs.items():
-            rem = ", ".join(f"{100 * r['remaining']:.1f}" for r in rows[1:6])
-            paper = ", ".join("-" if v is None else str(v) for v in PAPER_REMAINING[label])
-            pq = [r["pqi"] for r in rows]
-            lines.append(f"| {label} | {100 * rows[0]['test_acc']:.1f} | {rem} | {paper} "
-                         f"| {100 * rows[-1]['remaining']:.2f} | {100 * rows[-1]['test_acc']:.1f} "
-                         f"| {100 * rows[-1]['pruned_acc']:.1f} | {pq[0]:.3f} -> {min(pq):.3f} -> {pq[-1]:.3f} |")
-        lines += ["", f"SAP(0.5,1) against the paper's claim ({model_name}): remaining at t={sap['t_check']} = "
-                  f"{100 * sap['remaining_at_t10']:.1f} % "
-                  f"(target <= 10 %: {'reached' if sap['reached_10pct_within_10_rounds'] else 'NOT reached'}); "
-                  f"max accuracy drop vs dense over t <= {sap['t_check']} = "
-                  f"{sap['max_acc_drop_points_t_le_10']:.2f} points; "
-                  f"pruned count vs PQI formula: max |diff| = {sap['pruned_count_minus_formula_max_abs']} "
-                  f"({sap['rounds_with_count_mismatch']} of {len(sap['pqi'])} rounds differ), "
-                  f"max |pruned fraction - PQI| = {sap['pruned_fraction_minus_pqi_max_abs']:.1e}; "
-                  f"PQI {', '.join(f'{v:.3f}' for v in sap['pqi'])} — {sap['pqi_pattern']}.", ""]
-    lines += ["Paper (CIFAR10 CNN, 200 epochs/round): dense PQI 0.31 falls to ~0.20 by t ~ 8-10 then rises "
-              "(SAP(0.5,1) and LT); SAP(1,2) collapses; LT ~82 % and SAP(0.5,1) ~77 % accuracy at t = 30."]
+        results.setdefault("plots", []).extend(report.write_plots(out_dir, model_name, runs))
+        sap = report.sap_checks(runs["SAP(0.5,1)"])
+        results.setdefault("sap_claims", {})[model_name] = sap
+        lines += report.model_section(dataset, quick, model_name, mc, rounds, epochs, budget, runs, sap)
+    lines = [f"# Pruning reproduction ({'quick: ' if quick else ''}{dataset}; Diao et al., ICLR 2023)", ""] + lines
+    lines += [f"Plots: {', '.join(results['plots'])}."]
     summary = "\n".join(lines) + "\n"
     records.write_json(out_dir / "results.json", results)
     (out_dir / "summary.md").write_text(summary)
