@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from experiments.sae.toy import SEEDS as TOY_SEEDS
 from jsparse import sae
 from jsparse.core import records
 from jsparse.core.code_fingerprint import code_fingerprint
@@ -48,7 +48,7 @@ def settings(quick: bool) -> dict:
             },
             methods={"light": "all", "heavy": ("gba", "ba", "topk")},
             steps=1500, batch=256, eval_batches=20,
-            toy=dict(n=128, d=42, width=512, steps=1500, topk=(20,), wrong=False),
+            toy=dict(n=128, d=42, width=512, steps=1500, topk=(20,), wrong=False, seeds=(0,)),
             hetero=dict(n=64, d=32, s=3, width=256),
             heat=[dict(label="light", n=64, d=32, width=256, s=[1, 3, 8], p=[0.005, 0.03, 0.2], steps=800)],
             frontier=dict(topk=[2, 6], relu_l1=[0.1], jumprelu=[0.03]),
@@ -60,7 +60,7 @@ def settings(quick: bool) -> dict:
         },
         methods={"light": "all", "heavy": "all"},
         steps=3907, batch=512, eval_batches=50,  # 3907 x 512 = 2,000,384 samples
-        toy=dict(n=128, d=42, width=1024, steps=3907, topk=(20, 50, 30), wrong=True),
+        toy=dict(n=128, d=42, width=1024, steps=3907, topk=(20, 50, 30), wrong=True, seeds=(0, 1, 2)),
         hetero=dict(n=512, d=128, s=8, width=1024),
         heat=[dict(label="light", n=256, d=64, width=512, s=[1, 4, 16], p=[0.002, 0.005, 0.02, 0.05, 0.2],
                    steps=1000),  # 64 > sqrt 256
@@ -68,17 +68,6 @@ def settings(quick: bool) -> dict:
                    steps=1000)],  # 16 < sqrt 512 (d = 8 with n = 256 is too close to chance: 22 % at 0.9)
         frontier=dict(relu_l1=[0.1], jumprelu=[0.003], topk=[32]),  # + every cached light_* run
     )
-
-
-class _Mixture:
-    """Half of every batch from stream a, half from stream b (same features V)."""
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-        self.features = a.features
-
-    def batch(self, i):
-        return jnp.concatenate([self.a.batch(i), self.b.batch(i)], axis=0)
 
 
 def _evaluate(model, stream, num_batches, features):
@@ -156,26 +145,46 @@ def recovery_tables(out, cfg, resume):
     return rows
 
 
-def imbalanced_toy(out, cfg, resume):
+def _toy_seed(out, cfg, resume, j):
+    """The toy's runs for seed pair j of TOY_SEEDS (names of pair 0 carry no suffix); pair 0 at the
+    paper's d = 42 also runs BA and the GBA range variants."""
     t = cfg["toy"]
-    kv, ka, kb = jax.random.split(jax.random.PRNGKey(5), 3)
-    v = sae.synthetic.make_features(kv, t["n"], t["d"])
-    w = sae.synthetic.feature_weights(t["n"])
-    half = cfg["batch"] // 2
-    st = _Mixture(sae.SyntheticStream(v, w, s=3, batch_size=half, key=ka),
-                  sae.SyntheticStream(v, w, s=20, batch_size=half, key=kb))
-    common = dict(width=t["width"], steps=t["steps"], eval_batches=cfg["eval_batches"])
-    rows = [("gba", _run(out, "toy_gba", st, resume, method="gba", **common)),
-            ("ba", _run(out, "toy_ba", st, resume, method="ba", **common))]
+    data_seed, init_seed = TOY_SEEDS[j]
+    st = sae.synthetic.make_mixture_stream(jax.random.PRNGKey(data_seed), n=t["n"], d=t["d"], s=(3, 20),
+                                           batch_size=cfg["batch"])
+    pre = ("toy" if t["d"] == 42 else f"toy_d{t['d']}") + ("" if j == 0 else f"_seed{j}")
+    common = dict(width=t["width"], steps=t["steps"], eval_batches=cfg["eval_batches"], seed=init_seed)
+    first = j == 0 and t["d"] == 42
+    rows = [("gba", _run(out, f"{pre}_gba", st, resume, method="gba", **common))]
+    if first:
+        rows.append(("ba", _run(out, f"{pre}_ba", st, resume, method="ba", **common)))
     for i, k in enumerate(t["topk"]):
-        rows.append((f"topk k={k}", _run(out, f"toy_topk_k{k}", st, resume, method="topk", k=k, **common)))
-        if i == 0 and t["wrong"]:
+        rows.append((f"topk k={k}", _run(out, f"{pre}_topk_k{k}", st, resume, method="topk", k=k, **common)))
+        if i == 0 and t["wrong"] and first:
             rows.append(("gba wrong range (0.5 -> 0.2)",
-                         _run(out, "toy_gba_wrong", st, resume, method="gba", htf=0.5, ltf=0.2, **common)))
+                         _run(out, f"{pre}_gba_wrong", st, resume, method="gba", htf=0.5, ltf=0.2, **common)))
             rows.append(("gba v1 range (0.1 -> 0.001)",
-                         _run(out, "toy_gba_htf0.1", st, resume, method="gba", htf=0.1, **common)))
-    return [dict(method=m, frr08=r["frr08"], frr09=r["frr09"], l0=r["l0"], dead=r["dead"], fvu=r["fvu"],
-                 paper=PAPER_TOY.get(m)) for m, r in rows if r is not None]
+                         _run(out, f"{pre}_gba_htf0.1", st, resume, method="gba", htf=0.1, **common)))
+    return [(m, r) for m, r in rows if r is not None]
+
+
+def toy_rows(runs_by_method: dict) -> list[dict]:
+    """One row per method: means over its seeds, and the per-seed FRR@0.9."""
+    rows = []
+    for m, rs in runs_by_method.items():
+        mean = lambda key: float(np.mean([r[key] for r in rs]))  # noqa: E731
+        rows.append(dict(method=m, seeds=len(rs), frr08=mean("frr08"), frr09=mean("frr09"),
+                         frr09_seeds=[r["frr09"] for r in rs], l0=mean("l0"), dead=mean("dead"), fvu=mean("fvu"),
+                         paper=PAPER_TOY.get(m)))
+    return rows
+
+
+def imbalanced_toy(out, cfg, resume):
+    by_method: dict[str, list] = {}
+    for j in cfg["toy"]["seeds"]:
+        for m, r in _toy_seed(out, cfg, resume, j):
+            by_method.setdefault(m, []).append(r)
+    return toy_rows(by_method)
 
 
 def heterogeneous(out, cfg, resume):
@@ -271,37 +280,62 @@ def _heat_plot(plt, out, panels):
         ax.set_xlabel("BA target frequency p")
         ax.set_ylabel("feature frequency f = s/n")
         ax.set_title(f"{heat['label']}: FRR@0.9\nn={heat['n']}, d={heat['d']}, M={heat['width']}", fontsize=10)
-    fig.colorbar(im, ax=axes[0].tolist())
+    fig.colorbar(im, ax=axes[0].tolist(), label="FRR@0.9 (fraction of features)")
     fig.savefig(out / "resonance.png", dpi=120)
     plt.close(fig)
 
 
+def _log_axis(axis):
+    """Log axis with plain-number labels at 1-2-5 steps only (no crowded minor labels)."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _front_plot(plt, out, front):
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for m in sorted({q["method"] for q in front}):
         q = sorted((x for x in front if x["method"] == m), key=lambda x: x["l0"])
         ax.plot([x["l0"] for x in q], [x["fvu"] for x in q], "o-", label=m)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("mean L0")
-    ax.set_ylabel("FVU")
-    ax.legend()
+    _log_axis(ax.xaxis)
+    _log_axis(ax.yaxis)
+    ax.set_xlabel("mean L0 (active latents per sample)")
+    ax.set_ylabel("FVU (fraction of variance unexplained)")
+    ax.legend(fontsize=8)
     ax.set_title("reconstruction vs L0 (light problem)")
     fig.tight_layout()
     fig.savefig(out / "frontier.png", dpi=120)
     plt.close(fig)
 
 
+def fired_histogram(counts, edges, never_fired: int):
+    """(counts of the latents that fired, edges): `frequency_histogram` clamps a frequency of 0 to
+    its lowest edge, so the first bin also holds the `never_fired` latents; they are taken out
+    (they are reported apart). The lowest measurable frequency, 1 / evaluation samples, must lie
+    above the first bin for this to be exact."""
+    counts = np.asarray(counts, dtype=np.int64).copy()
+    if not 0 <= never_fired <= counts[0]:
+        raise ValueError(f"never_fired: expected 0..{counts[0]} (the first bin), got {never_fired}")
+    counts[0] -= never_fired
+    return counts, np.asarray(edges)
+
+
 def _freq_plot(plt, out, rows):
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for r in rows:
         if r["problem"] == "light" and r["method"] in ("gba", "topk"):
             run = records.read_json(out / "runs" / f"{r['run']}.json")
-            e = np.asarray(run["freq_edges"])
-            ax.stairs(run["freq_hist"], e, label=r["run"])
-    ax.set_xlabel("log10 activation frequency")
+            never = int(round(run["dead"] * run["width"]))
+            counts, e = fired_histogram(run["freq_hist"], run["freq_edges"], never)
+            ax.stairs(counts, e, label=f"{r['run']} ({never} of {run['width']} never fired, not shown)")
+    ax.set_xlabel("log10 activation frequency on held-out samples")
     ax.set_ylabel("latents")
-    ax.legend()
+    ax.set_title("latent activation frequencies (light problem)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "frequencies.png", dpi=120)
     plt.close(fig)
@@ -341,15 +375,17 @@ def _summary(cfg, rows, toy, hetero, hmeta, heat, quick, front=()) -> str:
         for k, p in cfg["problems"].items()) + "."]
     lines += ["", "Paper: GBA recovers (near) all features in light superposition and matches or beats TopK; "
               "BA is \"inferior to GBA in all experiments\" (no numeric table for this setting).", "",
-              "## Imbalanced toy (n = 128, d = 42, half s = 3, half s = 20)", "",
-              "| method | FRR@0.8 ours | FRR@0.9 ours | FRR@0.8 paper | FRR@0.9 paper | L0 | dead % |",
-              "|---|---|---|---|---|---|---|"]
+              f"## Imbalanced toy (n = 128, d = {cfg['toy']['d']}, half s = 3, half s = 20; M = "
+              f"{cfg['toy']['width']}; mean over the seed pairs, FRR@0.9 of each in its own column)", "",
+              "| method | seeds | FRR@0.8 ours | FRR@0.9 ours | FRR@0.9 per seed | FRR@0.8 paper | FRR@0.9 paper "
+              "| L0 | dead % |", "|---|---|---|---|---|---|---|---|---|"]
     if not toy:
-        lines.append("| (not run) | | | | | | |")
+        lines.append("| (not run) | | | | | | | | |")
     for r in toy:
         p = r["paper"] or ("-", "-")
-        lines.append(f"| {r['method']} | {_pct(r['frr08'])} | {_pct(r['frr09'])} | {p[0]} | {p[1]} | "
-                     f"{r['l0']:.1f} | {_pct(r['dead'])} |")
+        lines.append(f"| {r['method']} | {r['seeds']} | {_pct(r['frr08'])} | {_pct(r['frr09'])} | "
+                     f"{' / '.join(_pct(v) for v in r['frr09_seeds'])} | {p[0]} | {p[1]} | {r['l0']:.1f} | "
+                     f"{_pct(r['dead'])} |")
     span = f"measured f from {hmeta['freq_min']:.2g} to {hmeta['freq_max']:.2g}" if hmeta else "not run"
     lines += ["", f"## Heterogeneous frequencies (power law, 100x weight ratio; {span})", "",
               "| run | L0 | dead % | FRR@0.9 all | rarest quarter FRR@0.8 | rarest quarter FRR@0.9 | "
@@ -386,6 +422,10 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, sections=None
         cfg["problems"] = {k: v for k, v in cfg["problems"].items() if k in options["problems"]}
     if options.get("toy_topk"):  # e.g. (20,) first, the other k later (each run is cached)
         cfg["toy"] = dict(cfg["toy"], topk=tuple(options["toy_topk"]))
+    if options.get("toy_seeds") is not None:  # indices into TOY_SEEDS
+        cfg["toy"] = dict(cfg["toy"], seeds=tuple(options["toy_seeds"]))
+    if options.get("toy_d"):  # another dimension (runs toy_d<d>_*): the paper's is 42
+        cfg["toy"] = dict(cfg["toy"], d=int(options["toy_d"]))
     sections = tuple(SECTIONS if not sections else sections)
     t0 = time.perf_counter()
     if not quick and "recovery" in sections and "light" in cfg["problems"]:  # the target problem first
@@ -400,8 +440,10 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, sections=None
     front = frontier(out, cfg, resume) if "frontier" in sections else []
     _plots(out, heat, front, rows)
     text = _summary(cfg, rows, toy, hetero, hmeta, heat, quick, front)
+    toy_cfg: dict[str, Any] = cfg["toy"]
     records.write_json(out / "results.json", dict(
-        quick=quick, sections=sections, settings=cfg, seeds=dict(data=[0, 2, 3, 5], init=1),
+        quick=quick, sections=sections, settings=cfg,
+        seeds=dict(data=[0, 2, 3], init=1, toy=[TOY_SEEDS[j] for j in toy_cfg["seeds"]]),
         environment=records.environment(), recovery=rows, imbalanced_toy=toy, heterogeneous=hetero,
         heterogeneous_meta=hmeta, resonance=heat, frontier=front, wall_s=time.perf_counter() - t0))
     (out / "summary.md").write_text(text)
@@ -417,9 +459,11 @@ if __name__ == "__main__":
     ap.add_argument("--problems", nargs="+", choices=("light", "heavy"), default=None)
     ap.add_argument("--cached-only", action="store_true", help="summarise finished runs, train nothing")
     ap.add_argument("--toy-topk", type=int, nargs="+", default=None, help="TopK k values of the imbalanced toy")
+    ap.add_argument("--toy-seeds", type=int, nargs="+", default=None, help=f"toy seed pairs, indices into {TOY_SEEDS}")
+    ap.add_argument("--toy-d", type=int, default=None, help="toy dimension (paper: 42)")
     a = ap.parse_args()
     _CACHED_ONLY = a.cached_only
     target = Path(a.out) / "sae"
     target.mkdir(parents=True, exist_ok=True)
     print(run(target, quick=not a.full, resume=not a.no_resume, sections=a.sections,
-              problems=a.problems, toy_topk=a.toy_topk))
+              problems=a.problems, toy_topk=a.toy_topk, toy_seeds=a.toy_seeds, toy_d=a.toy_d))
