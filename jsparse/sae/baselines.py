@@ -16,15 +16,30 @@ from .model import SAE, step_fn
 __all__ = ["TopK", "BatchTopK", "ReLUL1", "JumpReLU", "aux_loss"]
 
 
-def aux_loss(model: SAE, z, resid, dead, aux_k: int):
-    """AuxK: reconstruct the (stop-gradient) residual from the top aux_k dead latents."""
-    zd = jnp.where(dead[None, :], z, -jnp.inf)
-    vals, idx = jax.lax.top_k(zd, aux_k)
-    acts = jnp.where(jnp.isfinite(vals), jax.nn.relu(vals), 0)
-    rec = jnp.einsum("bk,bkd->bd", acts, model.decoder_weight()[idx])
-    num_dead = jnp.sum(dead).astype(z.dtype)
-    scale = jnp.minimum(num_dead / aux_k, 1.0)
-    return scale * 0.5 * jnp.mean(jnp.sum((resid - rec) ** 2, axis=1))
+def aux_loss(model: SAE, z, resid, dead, aux_k: int, pick=None):
+    """AuxK: reconstruct the (stop-gradient) residual (B, d) from the top aux_k dead latents of z (B, M).
+
+    scale * 1/2 mean_b ||resid_b - sum_{j in top aux_k dead} relu(z_bj) D_j||^2, scale = min(#dead / aux_k, 1).
+    Computed only when some latent is dead (`lax.cond` on the traced flag, no host sync); otherwise
+    the term is 0 with zero gradients, as the formula gives (scale 0). Without `pick`, the
+    reconstruction gathers the selected decoder rows, a (B, aux_k, d) array (the first release's
+    formulation, kept bit for bit for small problems); with `pick` (idx (B, aux_k) -> z at idx,
+    differentiable) it is the dense (B, M) code array times the decoder: one product, no gather."""
+    w = model.decoder_weight()
+
+    def on(_):
+        zd = jnp.where(dead[None, :], z, -jnp.inf)
+        vals, idx = jax.lax.top_k(zd, aux_k)
+        valid = jnp.isfinite(jax.lax.stop_gradient(vals))
+        if pick is None:
+            rec = jnp.einsum("bk,bkd->bd", jnp.where(valid, jax.nn.relu(vals), 0), w[idx])
+        else:
+            acts = jnp.where(valid, jax.nn.relu(pick(idx)), 0)
+            rec = jnp.zeros(z.shape, z.dtype).at[jnp.arange(z.shape[0])[:, None], idx].set(acts) @ w
+        scale = jnp.minimum(jnp.sum(dead).astype(z.dtype) / aux_k, 1.0)
+        return scale * 0.5 * jnp.mean(jnp.sum((resid - rec) ** 2, axis=1))
+
+    return jax.lax.cond(jnp.any(dead), on, lambda _: jnp.zeros((), z.dtype), None)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -53,11 +68,11 @@ class TopK(MethodBase):
     def model_options(self) -> dict[str, Any]:
         return dict(super().model_options(), k=self.k)
 
-    def penalty(self, m: SAE, codes, z, resid, dead) -> jax.Array | None:
+    def penalty(self, m: SAE, codes, z, resid, dead, pick=None) -> jax.Array | None:
         if self.aux_coef <= 0:
             return None
         assert self.aux_k is not None, "resolve() sets aux_k"
-        return self.aux_coef * aux_loss(m, z, jax.lax.stop_gradient(resid), dead, self.aux_k)
+        return self.aux_coef * aux_loss(m, z, jax.lax.stop_gradient(resid), dead, self.aux_k, pick)
 
     def legacy_options(self) -> dict[str, Any]:
         return dict(k=self.k, aux_coef=self.aux_coef, aux_k=self.aux_k)

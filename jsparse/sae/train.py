@@ -35,7 +35,7 @@ from jsparse.core import validation as val
 from jsparse.core.progress import progress
 
 from . import checkpoint as ckpt_io
-from . import gba
+from . import gba, losses
 from .checkpoint import Checkpoint
 from .gba import quantile_bias
 from .methods import METHODS, Method, as_method
@@ -70,20 +70,9 @@ def build(method: str | Method, d: int, width: int, key: jax.Array, *, dtype=jnp
     return SAE(d, width, rngs=nnx.Rngs(params=val.as_key(key, "key")), dtype=dtype, **options)
 
 
-def _loss(graphdef, part, params, rest, x, dead):
-    """Reconstruction loss (+ the method's penalty) and the step's by-products."""
-    m = nnx.merge(graphdef, params, rest)
-    xn = x * m.input_scale[...]
-    u = m.projections(x)
-    z = m.pre_activations(x, u=u)
-    codes = m.activate(u, train=True)
-    b_pre = m.b_pre[...][None, :] if m.b_pre is not None else 0
-    resid = xn - (codes @ m.decoder_weight() + b_pre)
-    mse = 0.5 * jnp.mean(jnp.sum(resid**2, axis=1))
-    extra = part.penalty(m, codes, z, resid, dead)
-    loss = mse if extra is None else mse + extra
-    var = jnp.sum((xn - jnp.mean(xn, axis=0, keepdims=True)) ** 2)
-    return loss, dict(mse=mse, fvu=jnp.sum(resid**2) / var, codes=codes, z=jax.lax.stop_gradient(z))
+def _loss(graphdef, part, params, rest, x, dead, formulation: str = "plain"):
+    """Reconstruction loss (+ the method's penalty) and the step's by-products (`losses.loss`)."""
+    return losses.loss(graphdef, part, params, rest, x, dead, formulation)
 
 
 def _freeze_scale(grads, step, scale_warmup: int, dtype):
@@ -96,28 +85,32 @@ def _freeze_scale(grads, step, scale_warmup: int, dtype):
 
 
 def make_step(graphdef, part, optimizer: optax.GradientTransformation, *, dead_steps: int = 200,
-              scale_warmup: int = 0):
+              scale_warmup: int = 0, formulation: str = "auto"):
     """The jitted train step (state, x (B, d)) -> (state, metrics dict of scalars); `part` is a
-    method's `step_part()` (its loss term and post-step update)."""
-    grad_fn = jax.value_and_grad(functools.partial(_loss, graphdef, part), has_aux=True)
+    method's `step_part()` (its loss term and post-step update). formulation: "plain", "fast" or
+    "auto" (by the batch's shape, fixed when the step is traced: `losses.resolve_formulation`).
+    The state is donated: its buffers are reused for the new state."""
+    val.check_choice(formulation, "formulation", losses.FORMULATIONS)
 
     def step(state: TrainState, x: jax.Array):
         dead = (state.step - state.last_fired) > dead_steps
+        m0 = nnx.merge(graphdef, state.params, state.rest)
+        form = losses.resolve_formulation(formulation, x.shape[0], m0.width, m0.d)
+        grad_fn = jax.value_and_grad(functools.partial(_loss, graphdef, part, formulation=form), has_aux=True)
         (loss, aux), grads = grad_fn(state.params, state.rest, x, dead)
         grads = _freeze_scale(grads, state.step, scale_warmup, x.dtype)
         with jax.numpy_dtype_promotion("standard"):  # optax mixes its int step count with floats
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         m = nnx.merge(graphdef, optax.apply_updates(state.params, updates), state.rest)
         m.normalize_rows()
-        codes = aux["codes"]
-        stats = part.post_step(m, state.stats, state.targets, state.step, codes, aux["z"])
+        stats = part.post_step(m, state.stats, state.targets, state.step, aux["codes"], aux["z"])
         _, params, rest = nnx.split(m, nnx.Param, ...)
-        fired = jnp.any(codes > 0, axis=0)
+        fired = aux["fired"]
         new = TrainState(params=params, rest=rest, opt_state=opt_state, stats=stats, targets=state.targets,
                          last_fired=jnp.where(fired, state.step + 1, state.last_fired), step=state.step + 1,
                          finite=state.finite & jnp.isfinite(loss))
         metrics = dict(step=state.step + 1, loss=loss, mse=aux["mse"], fvu=aux["fvu"],
-                       l0=jnp.mean(jnp.sum(codes > 0, axis=1).astype(loss.dtype)),
+                       l0=aux["l0"],
                        dead=jnp.mean(dead.astype(loss.dtype)))
         return new, metrics
 

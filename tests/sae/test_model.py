@@ -121,3 +121,15 @@ def test_kth_largest_matches_sort():
     srt = np.sort(np.asarray(r).ravel())[::-1]
     for k in (1, 5, 100, 561):
         assert float(kth_largest(r, k)) == srt[k - 1]
+
+
+def test_batch_kth_equals_the_full_count_with_and_without_fallback():
+    from jsparse.sae.model import batch_kth, kth_largest
+
+    r = jax.nn.relu(jax.random.normal(jax.random.PRNGKey(8), (8, 40)))
+    f = jax.jit(lambda r_: (batch_kth(r_, 24, 6), kth_largest(r_, 24)))
+    got, want = f(r)
+    assert float(got) == float(want)
+    # row 0 holds the 40 largest values: its 6 candidates cannot contain the 24th, the full count decides
+    got, want = f(r.at[0].set(10.0 + jnp.arange(40, dtype=r.dtype)))
+    assert float(got) == float(want) == 26.0
