@@ -335,7 +335,7 @@ def _freq_plot(plt, out, rows):
     ax.set_xlabel("log10 activation frequency on held-out samples")
     ax.set_ylabel("latents")
     ax.set_title("latent activation frequencies (light problem)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "frequencies.png", dpi=120)
     plt.close(fig)
