@@ -45,7 +45,8 @@ class MUSolver(struct.PyTreeNode):
     Attributes (static):
       num_endmembers: R (needed only to compute a start in `init`).
       loss: "l21" | "fro". guidance: "learned" | "exponent" | "uniform" | "none". p: exponent in (0, 1].
-      start: "vca" | "vca_whitened" | "random", the start `init` computes from a key; fcls_iters its FCLS budget.
+      start: "vca_screened" (VCA-FCLS on outlier-screened bands; = "vca" without outlier bands) | "vca" |
+        "vca_whitened" | "random", the start `init` computes from a key; fcls_iters its FCLS budget.
       max_iters, tol: budget and relative-objective-change stopping rule.
       adjoint: "none" | "unrolled" or an adjoint value (no implicit adjoint: the fixed points are not isolated).
     """
@@ -59,7 +60,7 @@ class MUSolver(struct.PyTreeNode):
     loss: str = _static("l21")
     guidance: str = _static("learned")
     p: float = _static(0.5)
-    start: str = _static("vca")
+    start: str = _static("vca_screened")
     fcls_iters: int = _static(200)
     max_iters: int = _static(1000)
     tol: float = _static(1e-6)
@@ -122,8 +123,8 @@ def _check_settings(loss, guidance, p, start, max_iters, fcls_iters, tol, delta,
 
 
 def mu_method(cls: type[MUSolver], Y, num_endmembers, *, key=None, lam=None, gamma=None, delta=15.0, budget=1.0,
-              init="vca", init_endmembers=None, init_abundances=None, init_floor=1e-2, max_iters=1000, tol=1e-6,
-              adjoint: str | runner.Adjoint = "none", fcls_iters=200, clip_negative=False,
+              init="vca_screened", init_endmembers=None, init_abundances=None, init_floor=1e-2, max_iters=1000,
+              tol=1e-6, adjoint: str | runner.Adjoint = "none", fcls_iters=200, clip_negative=False,
               **static) -> UnmixingResult:
     """Validate, build `cls(R, ...)` and run it (see `rrlbs` for the arguments; `static`: loss, guidance, p)."""
     Y = check_image(Y, clip_negative=clip_negative)

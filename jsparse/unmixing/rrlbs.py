@@ -22,7 +22,7 @@ class RRLbS(MUSolver):
 
     loss "l21" (or "fro"), guidance "learned" (`rrlbs`'s map_form "simplex") or "exponent"
     (map_form "exponent"), p = 0.5, lam = None (lambda_e of Y), gamma = None (lam / 8), delta = 15,
-    budget = 1, start "vca".
+    budget = 1, start "vca_screened".
 
     Example::
 
@@ -34,7 +34,7 @@ class RRLbS(MUSolver):
 
 
 def rrlbs(Y, num_endmembers: int, *, p: float = 0.5, lam=None, gamma=None, delta: float = 15.0,
-          budget: float = 1.0, map_form: str = "simplex", loss: str = "l21", key=None, init: str = "vca",
+          budget: float = 1.0, map_form: str = "simplex", loss: str = "l21", key=None, init: str = "vca_screened",
           init_endmembers=None, init_abundances=None, init_floor: float = 1e-2, max_iters: int = 1000,
           tol: float = 1e-6, adjoint: str | Adjoint = "none", fcls_iters: int = 200,
           clip_negative: bool = False) -> UnmixingResult:
@@ -58,9 +58,11 @@ def rrlbs(Y, num_endmembers: int, *, p: float = 0.5, lam=None, gamma=None, delta
         q_n = 1 - (1 - p) h_n with h_n the re-estimated purity; not guaranteed monotone).
       loss: "l21" (channel-robust, the default) or "fro" (ablation: Frobenius loss + learned map).
       key: PRNG key or int seed for the initialisation (required unless init_endmembers is given).
-      init: "vca" (VCA pixels + FCLS abundances), "vca_whitened" (the same on noise-whitened bands,
-        robust to outlier channels; `jsparse.unmixing.robust`) or "random" (random pixels + uniform
-        abundances). The start is `initial_point(Y, R, key, init=..., fcls_iters=..., init_floor=...)`.
+      init: "vca_screened" (the default: VCA pixels + FCLS abundances computed on outlier-screened
+        bands, `jsparse.unmixing.robust.screening_scales`; exactly "vca" when no band's noise exceeds
+        50x the median), "vca" (plain VCA-FCLS), "vca_whitened" (the same on noise-whitened bands)
+        or "random" (random pixels + uniform abundances). The start is
+        `initial_point(Y, R, key, init=..., fcls_iters=..., init_floor=...)`.
       init_endmembers, init_abundances: explicit (L, R) / (R, N) starting point (overrides init; used as is).
       init_floor: A0 <- (A0 + f) / (1 + R f) so that no abundance starts at exactly zero.
       max_iters, tol: budget and relative-objective-change stopping rule.

@@ -19,7 +19,8 @@ from jsparse.unmixing.vca import vca_fcls
 
 __all__ = ["INITS", "floor_start", "initial_point"]
 
-INITS = ("vca", "vca_whitened", "random")
+INITS = ("vca_screened", "vca", "vca_whitened", "random")
+_BANDS = {"vca": "raw", "vca_whitened": "whitened", "vca_screened": "screened"}
 
 
 def floor_start(Y: jax.Array, M0: jax.Array, A0: jax.Array, init_floor: Any = 1e-2) -> tuple[jax.Array, jax.Array]:
@@ -35,11 +36,11 @@ def floor_start(Y: jax.Array, M0: jax.Array, A0: jax.Array, init_floor: Any = 1e
     return M0, A0
 
 
-def start_point(Y, R: int, key, init: str = "vca", fcls_iters: int = 200, init_floor: Any = 1e-2):
+def start_point(Y, R: int, key, init: str = "vca_screened", fcls_iters: int = 200, init_floor: Any = 1e-2):
     """`initial_point` without validation (internal, traced)."""
     N = Y.shape[1]
-    if init in ("vca", "vca_whitened"):
-        res = vca_fcls(Y, R, key, whiten=init == "vca_whitened", fcls_iters=fcls_iters, tol=0.0)
+    if init in _BANDS:
+        res = vca_fcls(Y, R, key, bands=_BANDS[init], fcls_iters=fcls_iters, tol=0.0)
         M0, A0 = res.endmembers, res.abundances
     else:
         idx = jax.random.choice(key, N, (R,), replace=False)
@@ -48,7 +49,7 @@ def start_point(Y, R: int, key, init: str = "vca", fcls_iters: int = 200, init_f
     return floor_start(Y, M0, A0, init_floor)
 
 
-def initial_point(Y, num_endmembers: int, key, *, init: str = "vca", fcls_iters: int = 200,
+def initial_point(Y, num_endmembers: int, key, *, init: str = "vca_screened", fcls_iters: int = 200,
                   init_floor: float = 1e-2, clip_negative: bool = False) -> tuple[jax.Array, jax.Array]:
     """The floored start that `rrlbs`, `nmf`, `l12_nmf` and `l21_nmf` use for a key.
 
@@ -56,9 +57,11 @@ def initial_point(Y, num_endmembers: int, key, *, init: str = "vca", fcls_iters:
       Y: (L, N) image, bands x pixels, non-negative reflectances.
       num_endmembers: R, with 2 <= R < L and R <= N.
       key: PRNG key or int seed (VCA's random directions, or the random pixels).
-      init: "vca" (VCA pixels + FCLS abundances, FCLS with at most `fcls_iters` steps),
-        "vca_whitened" (the same on noise-whitened bands; `jsparse.unmixing.robust`) or "random"
-        (random pixels + uniform abundances).
+      init: "vca_screened" (the default: VCA pixels + FCLS abundances, both on outlier-screened
+        bands, `jsparse.unmixing.robust.screening_scales`; identical to "vca" on an image without
+        outlier bands), "vca" (plain VCA-FCLS, FCLS with at most `fcls_iters` steps),
+        "vca_whitened" (the same on noise-whitened bands) or "random" (random pixels + uniform
+        abundances).
       fcls_iters: FCLS iterations. init_floor: the abundance floor f of `floor_start`.
       clip_negative: clip negative reflectances to 0 instead of raising.
 

@@ -25,7 +25,7 @@ from jsparse.core import linalg
 from jsparse.core.validation import as_key, check_int, check_positive
 from jsparse.unmixing._common import UnmixingResult, check_image, check_num_endmembers, mm
 from jsparse.unmixing.fcls import FCLS, solve_fcls
-from jsparse.unmixing.robust import whitening_scales
+from jsparse.unmixing.robust import band_scales
 
 __all__ = ["vca", "vca_indices"]
 
@@ -96,21 +96,21 @@ def vca_indices(Y: jax.Array, num_endmembers: int, key: jax.Array, snr_db=None) 
     return jnp.stack(idx)
 
 
-def vca_fcls(Y, R: int, key, *, whiten: bool = False, snr_db=None, fcls_iters: int = 500,
+def vca_fcls(Y, R: int, key, *, bands: str = "raw", snr_db=None, fcls_iters: int = 500,
              tol: float = 1e-7) -> UnmixingResult:
     """VCA-FCLS without validation (internal): raw VCA pixels (L, R) and FCLS abundances (R, N).
 
-    With `whiten`, VCA and FCLS see the noise-whitened rows s_l * y^l (`robust.whitening_scales`),
-    so corrupted bands neither choose the pixels nor drive the abundances; M is still raw pixels.
+    bands "whitened" / "screened": VCA and FCLS see the rows s_l * y^l (`robust.band_scales`), so
+    corrupted bands neither choose the pixels nor drive the abundances; M is still raw pixels.
     """
-    Yw = whitening_scales(Y)[:, None] * Y if whiten else Y
+    Yw = Y if bands == "raw" else band_scales(Y, bands)[:, None] * Y
     idx = vca_indices(Yw, R, key, snr_db)
     res = solve_fcls(FCLS(max_iters=fcls_iters, tol=float(tol)), Yw, Yw[:, idx])
     return res._replace(endmembers=Y[:, idx])
 
 
 def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol: float = 1e-7,
-        whiten: bool = False, clip_negative: bool = False) -> UnmixingResult:
+        whiten: bool = False, screen: bool = False, clip_negative: bool = False) -> UnmixingResult:
     """VCA endmembers followed by FCLS abundances ("VCA-FCLS").
 
     Args:
@@ -122,6 +122,9 @@ def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol:
       whiten: run VCA and FCLS on noise-whitened bands (`robust.whitening_scales`: each band
         scaled by median noise / its HySime noise estimate), so that corrupted bands neither pick
         the vertices nor drive the abundances. The endmembers are still the raw pixels.
+      screen: run VCA and FCLS on outlier-screened bands (`robust.screening_scales`: only bands
+        whose noise exceeds 50x the median are scaled down, steeply; an image without such bands
+        gives exactly the plain result). The start of `rrlbs` and the baselines by default.
       clip_negative: clip negative reflectances to 0 instead of raising.
 
     Returns:
@@ -137,7 +140,11 @@ def vca(Y, num_endmembers: int, *, key, snr_db=None, fcls_iters: int = 500, tol:
     check_positive(tol, "tol", allow_zero=True)
     if snr_db is not None and not np.isfinite(np.asarray(snr_db)).all():
         raise ValueError(f"snr_db: expected a finite number of dB or None, got {snr_db!r}")
-    if not isinstance(whiten, (bool, np.bool_)):
-        raise ValueError(f"whiten: expected a bool, got {whiten!r}")
-    return vca_fcls(Y, R, key, whiten=whiten, snr_db=snr_db, fcls_iters=fcls_iters, tol=tol)
+    for flag, name in ((whiten, "whiten"), (screen, "screen")):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name}: expected a bool, got {flag!r}")
+    if whiten and screen:
+        raise ValueError("screen: choose whiten or screen, not both")
+    bands = "whitened" if whiten else "screened" if screen else "raw"
+    return vca_fcls(Y, R, key, bands=bands, snr_db=snr_db, fcls_iters=fcls_iters, tol=tol)
 
