@@ -171,7 +171,10 @@ def mu_step(state: MUState, cfg: MUConfig, Y: jax.Array, tol: float) -> MUState:
     """One sweep M -> (weights) -> A -> h; see the module docstring. Stops on |dO| / |O| < tol."""
     M, A, h, params = state.M, state.A, state.h, state.params
     # 1. Endmembers: plain NMF update (row weights cancel elementwise).
-    M = M * mm(Y, A.T) / (mm(M, mm(A, A.T)) + _DIV)
+    # max(numerator, 0): the identity for Y >= 0; for an image with negative entries (unclipped noisy
+    # bands, solver objects only) it is the minimiser of the same Lee-Seung auxiliary function over
+    # M >= 0, so M, A stay non-negative and O still does not increase.
+    M = M * jnp.maximum(mm(Y, A.T), 0.0) / (mm(M, mm(A, A.T)) + _DIV)
     # 2. IRLS channel weights at (M_new, A).
     if cfg.loss == "l21":
         w = params.tau / _channel_norms(Y - mm(M, A), params.eps)
@@ -179,7 +182,7 @@ def mu_step(state: MUState, cfg: MUConfig, Y: jax.Array, tol: float) -> MUState:
         w = jnp.ones((Y.shape[0],), Y.dtype)
     # 3. Abundances with the soft ASC (the delta-augmented row) and the weighted l_p term.
     WM = w[:, None] * M
-    num = mm(WM.T, Y) + params.delta2
+    num = jnp.maximum(mm(WM.T, Y) + params.delta2, 0.0)
     den = mm(mm(M.T, WM), A) + params.delta2 * jnp.sum(A, axis=0, keepdims=True)
     den = den + _sparsity_grad(cfg, A, h, params)
     A = A * num / (den + _DIV)
