@@ -8,9 +8,11 @@ Generator (all JAX, jit/vmap-able for a fixed size):
     field, so mixing also varies smoothly); a fraction `pure_fraction` of the pixels is exactly
     pure (m_n = 0). Then a_n = (1 - m_n) e_{k_n} + m_n Dirichlet(alpha 1_R).
   * Noise: white Gaussian, variance = mean(Y_clean^2) / 10^(snr_db / 10).
-  * Outliers (`corrupt_bands`): a fraction of the bands, chosen at random, are corrupted by heavy
-    noise ("noise"), vertical stripes ("stripes") or blanked ("zero"); values are clipped at 0 so
-    the image stays a valid reflectance image.
+  * Outliers (`corrupt_bands`): a fraction of the bands, scattered at random or one contiguous
+    block, are corrupted: heavy Gaussian noise clipped at 0 ("noise") or unclipped ("gaussian",
+    the only kind that leaves negative values), replaced by uniform noise ("uniform"), by zeros
+    ("zero") or by a constant level ("constant"), or striped ("stripes").
+  * `CORRUPTION_SUITE`: the kinds and strengths of the robustness study (experiments/unmixing/suite.py).
 """
 from __future__ import annotations
 
@@ -22,9 +24,19 @@ import jax.numpy as jnp
 
 from jsparse.core.validation import as_key
 
-__all__ = ["SyntheticScene", "smooth_endmembers", "make_scene", "corrupt_bands", "OUTLIER_KINDS"]
+__all__ = ["SyntheticScene", "smooth_endmembers", "make_scene", "corrupt_bands", "OUTLIER_KINDS", "LAYOUTS",
+           "CORRUPTION_SUITE"]
 
-OUTLIER_KINDS = ("noise", "stripes", "zero")
+OUTLIER_KINDS = ("noise", "stripes", "zero", "uniform", "constant", "gaussian")
+LAYOUTS = ("scattered", "contiguous")
+# (label, kind, strength in units of max Y): the corruption types of the robustness study.
+CORRUPTION_SUITE = (
+    ("uniform 3x", "uniform", 3.0),          # replaced by U(0, 3 max Y)
+    ("zero", "zero", 0.0),                   # blank band
+    ("constant", "constant", 1.0),           # stuck at max Y
+    ("gaussian clipped", "noise", 0.5),      # Y + N(0, (0.5 max Y)^2), clipped at 0
+    ("gaussian unclipped", "gaussian", 0.5),  # the same without the clip (negative values)
+)
 
 
 class SyntheticScene(NamedTuple):
@@ -67,14 +79,28 @@ def _smooth_field(key, shape, count, width, dtype):
     return out / jnp.maximum(jnp.std(out, axis=(1, 2), keepdims=True), 1e-12)
 
 
-@partial(jax.jit, static_argnames=("shape", "num_bad", "kind"))
-def _corrupt(key, Y, *, shape, num_bad, kind, strength):
+def _bad_mask(key, L, num_bad, layout):
+    if layout == "contiguous":
+        start = jax.random.randint(key, (), 0, L - num_bad + 1)
+        band = jnp.arange(L)
+        return (band >= start) & (band < start + num_bad)
+    return jnp.zeros((L,), bool).at[jax.random.permutation(key, L)[:num_bad]].set(True)
+
+
+@partial(jax.jit, static_argnames=("shape", "num_bad", "kind", "layout"))
+def _corrupt(key, Y, *, shape, num_bad, kind, strength, layout="scattered"):
     L, N = Y.shape
     k1, k2, k3 = jax.random.split(key, 3)
-    bad = jnp.zeros((L,), bool).at[jax.random.permutation(k1, L)[:num_bad]].set(True)
+    bad = _bad_mask(k1, L, num_bad, layout)
     scale = strength * jnp.max(Y)
-    if kind == "noise":
+    if kind in ("noise", "gaussian"):
         bad_vals = Y + scale * jax.random.normal(k2, Y.shape, Y.dtype)
+        if kind == "gaussian":
+            return jnp.where(bad[:, None], bad_vals, Y), bad
+    elif kind == "uniform":
+        bad_vals = scale * jax.random.uniform(k2, Y.shape, Y.dtype)
+    elif kind == "constant":
+        bad_vals = jnp.full_like(Y, scale)
     elif kind == "stripes":
         H, W = shape
         cols = jax.random.bernoulli(k2, 0.3, (L, W)).astype(Y.dtype)  # striped image columns per band
@@ -86,19 +112,25 @@ def _corrupt(key, Y, *, shape, num_bad, kind, strength):
     return jnp.where(bad[:, None], jnp.maximum(bad_vals, 0.0), Y), bad
 
 
-def corrupt_bands(key, Y, fraction: float, *, shape, kind: str = "noise", strength: float = 0.5):
-    """Corrupt round(fraction * L) randomly chosen bands of a (L, N) image.
+def corrupt_bands(key, Y, fraction: float, *, shape, kind: str = "noise", strength: float = 0.5,
+                  layout: str = "scattered"):
+    """Corrupt round(fraction * L) bands of a (L, N) image.
 
     Args:
       key: PRNG key or int seed. Y: (L, N) image. fraction: share of bands to corrupt, in [0, 1).
       shape: (nRow, nCol) of the image (for stripes; column-major pixel order).
-      kind: "noise" (Gaussian, std = strength * max Y), "stripes" (30 % of image columns offset by
-        U(0.5, 1) * strength * max Y) or "zero" (blank band).
+      kind: "noise" (Y + Gaussian noise, std = strength * max Y, clipped at 0), "gaussian" (the same,
+        not clipped), "uniform" (replaced by U(0, strength * max Y)), "constant" (replaced by
+        strength * max Y), "zero" (blank band) or "stripes" (30 % of image columns offset by
+        U(0.5, 1) * strength * max Y).
+      layout: "scattered" (bands drawn at random) or "contiguous" (one block at a random start).
     Returns:
-      (Y_corrupted (L, N) clipped at 0, mask (L,) bool of corrupted bands).
+      (Y_corrupted (L, N), non-negative except for kind "gaussian"; mask (L,) bool of corrupted bands).
     """
     if kind not in OUTLIER_KINDS:
         raise ValueError(f"kind: expected one of {OUTLIER_KINDS}, got {kind!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
     if not 0.0 <= float(fraction) < 1.0:
         raise ValueError(f"fraction: expected a value in [0, 1), got {fraction!r}")
     L, N = Y.shape
@@ -106,7 +138,7 @@ def corrupt_bands(key, Y, fraction: float, *, shape, kind: str = "noise", streng
         raise ValueError(f"shape: {tuple(shape)} does not match the {N} pixels of Y")
     num_bad = int(round(float(fraction) * L))
     return _corrupt(as_key(key, "key"), jnp.asarray(Y), shape=tuple(int(s) for s in shape), num_bad=num_bad, kind=kind,
-                    strength=strength)
+                    strength=strength, layout=layout)
 
 
 def make_scene(key, endmembers, shape, *, snr_db=30.0, max_mixing=0.8, pure_fraction=0.1, alpha=1.0,
