@@ -39,7 +39,7 @@ METHODS = {
     "RRLbS-R2": (U.rrlbs, {"map_form": "exponent"}),
 }
 ROBUSTNESS_METHODS = ("NMF", "L1/2-NMF", "l21-NMF", "RRLbS")
-INITS = ("vca", "vca_whitened")  # the shared start: VCA-FCLS on raw or on noise-whitened bands
+INITS = ("vca", "vca_whitened", "vca_screened")  # the shared start: VCA-FCLS on raw, noise-whitened or screened bands
 DEFAULT_INIT = "vca_whitened"  # robust to outlier bands (docs/unmixing.md, "Diagnosis")
 
 
@@ -60,7 +60,8 @@ def _batched(fn):
 @functools.lru_cache(maxsize=None)
 def _make_init(R: int, fcls_iters: int, init: str):
     def init_fn(Y, key):
-        res = U.vca(Y, R, key=key, fcls_iters=fcls_iters, tol=0.0, whiten=(init == "vca_whitened"))
+        res = U.vca(Y, R, key=key, fcls_iters=fcls_iters, tol=0.0, whiten=(init == "vca_whitened"),
+                    screen=(init == "vca_screened"))
         return res.endmembers, res.abundances
 
     return _batched(init_fn)
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--snrs", type=float, nargs="*", default=None,
                    help="synthetic SNRs in dB (none: no synthetic scenes)")
     p.add_argument("--init", choices=INITS, default=None,
-                   help="shared start of every method: VCA-FCLS on raw or noise-whitened bands")
+                   help="shared start of every method: VCA-FCLS on raw, noise-whitened or outlier-screened bands")
     a = p.parse_args(argv)
     opts = {k: v for k, v in (("seeds", a.seeds), ("max_iters", a.max_iters), ("stride", a.stride), ("init", a.init),
                               ("fractions", tuple(a.fractions) if a.fractions else None),
