@@ -35,14 +35,23 @@ from jsparse.sbl import pc, sbl  # noqa: E402
 FULL_RUNS = len(SNRS) * 50
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.bench_irs", description=__doc__,
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--trials", type=int, default=4, help="realisations per SNR in the timed batch")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--methods", nargs="*", default=METHODS, choices=METHODS + ["oracle"])
+    ap.add_argument("--repeats", type=int, default=3, help="timed dispatches per method (the median is reported)")
+    ap.add_argument("--methods", nargs="*", default=METHODS, choices=METHODS + ["oracle"], metavar="METHOD",
+                    help=f"methods to time, any of {', '.join(METHODS + ['oracle'])} "
+                         f"(default: {' '.join(METHODS)})")
     ap.add_argument("--dense-iters", type=int, default=5, help="EM iterations for the dense-vs-structured cSBL pair")
-    ap.add_argument("--out", type=Path, default=Path("results/bench_irs.json"))
-    a = ap.parse_args(argv)
+    ap.add_argument("--out", type=Path, default=Path("results/bench_irs.json"), help="JSON file written")
+    return ap
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
 
     keys = jax.vmap(lambda t: jax.random.fold_in(jax.random.PRNGKey(0), t))(jnp.arange(a.trials))
     snr = jnp.repeat(jnp.asarray(SNRS), a.trials)

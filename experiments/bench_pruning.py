@@ -146,13 +146,24 @@ def bench_prune(repeats):
     return out
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.bench_pruning", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="3 repeats instead of 7, 2 timed CNN/ResNet18 steps instead of 4 (default: off)")
+    ap.add_argument("--out", type=Path, default=Path("results/bench_pruning.json"),
+                    help="JSON file written (after each part and training case)")
+    ap.add_argument("--part", choices=["all", "prune", "train"], default="all",
+                    help="prune: the pruning steps on ResNet18; train: the masked training throughput")
+    ap.add_argument("--models", nargs="*", default=["mlp", "cnn", "resnet18"], choices=["mlp", "cnn", "resnet18"],
+                    metavar="MODEL", help="training cases to run: mlp, cnn, resnet18 (default: all three)")
+    return ap
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="3 repeats instead of 7, smaller CNN/ResNet18 epochs")
-    ap.add_argument("--out", type=Path, default=Path("results/bench_pruning.json"))
-    ap.add_argument("--part", choices=["all", "prune", "train"], default="all")
-    ap.add_argument("--models", nargs="*", default=["mlp", "cnn", "resnet18"], help="training cases to run")
-    a = ap.parse_args(argv)
+    a = build_parser().parse_args(argv)
     reps = 3 if a.quick else 7
     a.out.parent.mkdir(parents=True, exist_ok=True)
     res = {"environment": records.environment(), "training": {}, "prune": {}}

@@ -488,18 +488,31 @@ def _profile_lines(pr: dict) -> list:
     return lines
 
 
-def _args(argv):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.bench_sbl", description=__doc__,
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--batches", default="1,200,2000", help="trial counts of the jsparse vs NumPy comparison")
     ap.add_argument("--batch", type=int, default=200, help="trials of the profile")
-    ap.add_argument("--out", default="results/bench_sbl.json")
-    ap.add_argument("--sizes", default="10,15,20,32")
+    ap.add_argument("--out", default="results/bench_sbl.json",
+                    help="JSON file written (parts not run keep their entry from an existing file)")
+    ap.add_argument("--sizes", default="10,15,20,32", help="comma-separated N_i of the scale part")
     ap.add_argument("--csbl-iters", type=int, default=5, help="fixed EM iterations of the cSBL comparison")
     ap.add_argument("--parts", default="kron,csbl,scale,profile", help="comma-separated subset of "
                     "kron,csbl,scale,profile; parts not run keep their entry from an existing --out file")
     ap.add_argument("--quick", action="store_true", help="1, 20 and 100 trials, KSBL and cSBL left out, sizes "
-                    "10 and 15, a profile of 100 trials with one native-eigh process (about 2 minutes)")
-    ap.add_argument("--native-eigh-check", default=None, help=argparse.SUPPRESS)
+                    "10 and 15, a profile of 100 trials with one native-eigh process (about 2 minutes; "
+                    "default: off)")
+    ap.add_argument("--native-eigh-check", default=None, metavar="REF_NPY",
+                    help="internal, used by the profile part: time LAPACK's batched eigh in this process on "
+                         "--batch trials and compare with the x saved in REF_NPY, print JSON and exit "
+                         "(default: off)")
+    return ap
+
+
+def _args(argv):
+    ap = build_parser()
     a = ap.parse_args(argv)
     if a.quick:
         a.batches, a.sizes, a.batch, a.parts = "1,20,100", "10,15", 100, a.parts.replace("csbl", "")

@@ -86,13 +86,22 @@ def run_worker(devices: int | None, trials: int, repeats: int, batch: str = "non
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m experiments.bench_scaling", description=__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--real", action="store_true",
+                   help="use this machine's devices and add the SAE training row "
+                        "(default: 1, 2 and 4 simulated CPU devices)")
+    p.add_argument("--trials", type=int, default=1024, help="FISTA trials per timed sweep")
+    p.add_argument("--repeats", type=int, default=3, help="timed sweeps per setting (the median is reported)")
+    p.add_argument("--out", type=Path, default=Path("results/bench_scaling.json"), help="JSON file written")
+    return p
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", action="store_true", help="use this machine's devices instead of simulated CPU devices")
-    p.add_argument("--trials", type=int, default=1024)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", type=Path, default=Path("results/bench_scaling.json"))
-    a = p.parse_args(argv)
+    a = build_parser().parse_args(argv)
     if a.real:
         rows = [run_worker(None, a.trials, a.repeats)]
     else:

@@ -41,20 +41,28 @@ def _feed(stream, n):
     return (stream.batch(i) for i in range(n))
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m experiments.bench_store", description=__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--rows", type=int, default=1_000_000, help="random activations written to each store")
+    p.add_argument("--d", type=int, default=384, help="activation dimension")
+    p.add_argument("--batch", type=int, default=4096, help="rows per shuffled batch")
+    p.add_argument("--buffer-rows", type=int, default=1 << 18, help="shuffle buffer of store.batches, in rows")
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs after the warm-up (the median is reported)")
+    p.add_argument("--dtypes", default="float32,float16", help="comma-separated store dtypes, one store each")
+    p.add_argument("--dir", default=None,
+                   help="where to write the stores, kept afterwards (default: a temporary folder, deleted at the end)")
+    p.add_argument("--out", default="results/bench_store.json", help="JSON file written")
+    return p
+
+
 def main(argv=None) -> dict:
     from jsparse.core.records import environment, write_json
     from jsparse.sae.store import ActivationStore, ActivationWriter, device_batches
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--d", type=int, default=384)
-    p.add_argument("--batch", type=int, default=4096)
-    p.add_argument("--buffer-rows", type=int, default=1 << 18)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--dtypes", default="float32,float16")
-    p.add_argument("--dir", default=None, help="where to write the temporary stores (default: a temp dir)")
-    p.add_argument("--out", default="results/bench_store.json")
-    a = p.parse_args(argv)
+    a = build_parser().parse_args(argv)
     root = Path(a.dir or tempfile.mkdtemp(prefix="bench_store_"))
     rng = np.random.default_rng(0)
     rows = []

@@ -1,11 +1,13 @@
 """Every command-line option says what it does and what its default is, and every `--help` exits 0.
 
 The walk covers the `jsparse` command, its `sae harvest` / `sae train` commands, `python -m
-experiments` and the stand-alone entry points of the KroSBL, IRS and pruning reproductions."""
+experiments`, the stand-alone entry points of the reproductions, the benchmarks and
+`python -m jsparse.unmixing.data`."""
 import argparse
 import importlib
 import os
 
+import jax
 import pytest
 
 from jsparse import cli
@@ -14,20 +16,23 @@ from jsparse.sae import cli as sae_cli
 
 EXPERIMENT_PARSERS = ("experiments.__main__", "experiments.krosbl.run", "experiments.krosbl.prune_study",
                       "experiments.irs.run", "experiments.irs.tail_study", "experiments.pruning.run",
-                      "experiments.pruning.probe")
+                      "experiments.pruning.probe", "experiments.lasso.run", "experiments.sae_lm.run",
+                      "experiments.bench_irs", "experiments.bench_pruning", "experiments.bench_sbl",
+                      "experiments.bench_scaling", "experiments.bench_store", "experiments.bench_unmixing",
+                      "jsparse.unmixing.data.__main__")
 
 
 def _parsers():
     """(name, parser) for every parser and sub-parser, the experiments' imported without changing
-    this process's XLA_FLAGS (experiments.krosbl.run adds a flag at import)."""
-    flags = os.environ.get("XLA_FLAGS")
+    this process's environment or 64-bit mode (experiments.krosbl.run adds an XLA flag at import;
+    bench_sbl also sets OPENBLAS_NUM_THREADS, and it and bench_irs switch on jax_enable_x64)."""
+    environ, x64 = dict(os.environ), jax.config.read("jax_enable_x64")
     try:
         modules = [importlib.import_module(name) for name in EXPERIMENT_PARSERS]
     finally:
-        if flags is None:
-            os.environ.pop("XLA_FLAGS", None)
-        else:
-            os.environ["XLA_FLAGS"] = flags
+        os.environ.clear()
+        os.environ.update(environ)
+        jax.config.update("jax_enable_x64", x64)
     todo = [("jsparse", cli.build_parser()), ("jsparse sae harvest", sae_cli._harvest_parser()),
             ("jsparse sae train", sae_cli._train_parser())]
     todo += [(m.__name__, m.build_parser()) for m in modules]
@@ -65,7 +70,7 @@ def _problems(name: str, parser: argparse.ArgumentParser) -> list[str]:
 
 def test_every_option_has_help_text_and_shows_its_default():
     parsers = _parsers()
-    assert len(parsers) >= 12  # jsparse + 3 sub-commands, sae harvest/train, 7 experiment entry points
+    assert len(parsers) >= 21  # jsparse + 3 sub-commands, sae harvest/train, 16 entry points
     problems = [p for name, parser in parsers for p in _problems(name, parser)]
     assert problems == []
     for _, parser in parsers:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -349,32 +350,60 @@ def _summary(res, quick: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--full", action="store_true")
-    p.add_argument("--out", default=None)
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--methods", default=None, help="comma-separated subset of " + ",".join(METHODS))
-    p.add_argument("--seeds", default=None, help="comma-separated seeds")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--train-tokens", type=int, default=None)
-    p.add_argument("--test-tokens", type=int, default=None)
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--aux-k", type=int, default=None, help="topk/batchtopk AuxK latents (default d/2 in --full)")
-    p.add_argument("--l0-targets", default=None, help="comma-separated L0 targets")
-    p.add_argument("--calib-rounds", type=int, default=None, help="GBA/BA L0 calibration rounds (0: off)")
-    p.add_argument("--factor0", type=float, default=None, help="first GBA/BA target factor")
-    p.add_argument("--decades", type=float, default=None, help="GBA target range (highest/lowest = 10**decades)")
-    p.add_argument("--gamma", type=float, default=None, help="GBA/BA bias-rule step (gamma_minus = gamma_plus)")
-    p.add_argument("--update-every", type=int, default=None, help="GBA/BA bias-rule period (steps)")
-    p.add_argument("--lr", type=float, default=None)
+def _by_size(key: str, show: Callable[[Any], str] = str) -> str:
+    """'(default: quick Q, full F)' from the two sizes' settings."""
+    return f"(default: quick {show(settings(True)[key])}, full {show(settings(False)[key])})"
+
+
+def _listed(values) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m experiments.sae_lm.run", description=__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--full", action="store_true", help="the full size, meant for a GPU (default: quick)")
+    p.add_argument("--out", default=None,
+                   help=f"output folder (default: results/{NAME}_quick, or results/{NAME} with --full)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="retrain every run instead of reusing cached ones (default: resume)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated subset of " + ",".join(METHODS) + " (default: all of them)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds " + _by_size("seeds", _listed))
+    p.add_argument("--steps", type=int, default=None, help="training steps per run " + _by_size("steps"))
+    p.add_argument("--width", type=int, default=None, help="SAE latents " + _by_size("width"))
+    p.add_argument("--train-tokens", type=int, default=None,
+                   help="tokens harvested for training " + _by_size("train_tokens"))
+    p.add_argument("--test-tokens", type=int, default=None,
+                   help="held-out tokens for the metrics " + _by_size("test_tokens"))
+    p.add_argument("--batch", type=int, default=None, help="tokens per training step " + _by_size("batch"))
+    p.add_argument("--aux-k", type=int, default=None,
+                   help="topk/batchtopk AuxK latents (default: quick 32, full d/2)")
+    p.add_argument("--l0-targets", default=None, help="comma-separated L0 targets " + _by_size("l0_targets", _listed))
+    p.add_argument("--calib-rounds", type=int, default=None,
+                   help="GBA/BA L0 calibration rounds, 0: off " + _by_size("calib_rounds"))
+    p.add_argument("--factor0", type=float, default=None, help="first GBA/BA target factor " + _by_size("factor0"))
+    p.add_argument("--decades", type=float, default=None,
+                   help="GBA target range, highest/lowest = 10**decades " + _by_size("decades"))
+    p.add_argument("--gamma", type=float, default=None,
+                   help=f"GBA/BA bias-rule step, gamma_minus = gamma_plus (default: {GBA_ARCH['gamma_minus']:g})")
+    p.add_argument("--update-every", type=int, default=None,
+                   help=f"GBA/BA bias-rule period in steps (default: {GBA_ARCH['update_every']})")
+    p.add_argument("--lr", type=float, default=None, help="learning rate " + _by_size("lr", lambda v: f"{v:g}"))
     p.add_argument("--gba-scale-init", type=float, default=None,
-                   help="GBA/BA output scale init (default 1; sae.train's 0.01)")
+                   help=f"GBA/BA output scale init (default: {GBA_ARCH['scale_init']:g}; sae.train's is 0.01)")
     p.add_argument("--gba-tied", choices=("yes", "no"), default=None,
-                   help="GBA/BA decoder tied to the encoder (the paper's theory) or not (the default here)")
+                   help="GBA/BA decoder tied to the encoder (the paper's theory) or not (default: no)")
     p.add_argument("--gba-bias-init", choices=("zero", "quantile"), default=None,
-                   help="GBA/BA bias start: 0 (paper) or each latent's target quantile on the first batch")
+                   help="GBA/BA bias start: 0 (paper) or each latent's target quantile on the first batch "
+                        f"(default: {GBA_ARCH['bias_init']})")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     a = p.parse_args(argv)
     out = Path(a.out or f"results/{NAME}{'' if a.full else '_quick'}")
     out.mkdir(parents=True, exist_ok=True)

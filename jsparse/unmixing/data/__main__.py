@@ -11,12 +11,20 @@ from pathlib import Path
 from jsparse.unmixing.fetch import SOURCES, download_dataset
 
 
-def main(argv: list[str] | None = None) -> list[Path]:
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
     p = argparse.ArgumentParser(prog="python -m jsparse.unmixing.data", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("names", nargs="+", choices=tuple(SOURCES), help="scenes to download")
-    p.add_argument("--root", type=Path, default=None, help="folder to write <name>/<file> into")
-    a = p.parse_args(argv)
+    p.add_argument("--root", type=Path, default=None,
+                   help="folder to write <name>/<file> into (default: $JSPARSE_HSI_ROOT, else "
+                        "$XDG_CACHE_HOME/jsparse/hyperspectral, i.e. ~/.cache/jsparse/hyperspectral)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    a = build_parser().parse_args(argv)
     folders = []
     for name in a.names:
         folders.append(download_dataset(name, a.root))
