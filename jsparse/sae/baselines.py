@@ -20,11 +20,11 @@ def aux_loss(model: SAE, z, resid, dead, aux_k: int, pick=None):
     """AuxK: reconstruct the (stop-gradient) residual (B, d) from the top aux_k dead latents of z (B, M).
 
     scale * 1/2 mean_b ||resid_b - sum_{j in top aux_k dead} relu(z_bj) D_j||^2, scale = min(#dead / aux_k, 1).
-    Computed only when some latent is dead (`lax.cond` on the traced flag, no host sync); otherwise
-    the term is 0 with zero gradients, as the formula gives (scale 0). Without `pick`, the
-    reconstruction gathers the selected decoder rows, a (B, aux_k, d) array (the first release's
-    formulation, kept bit for bit for small problems); with `pick` (idx (B, aux_k) -> z at idx,
-    differentiable) it is the dense (B, M) code array times the decoder: one product, no gather."""
+    Without `pick`: the first release's formulation, kept bit for bit for small problems (the
+    selected decoder rows gathered into a (B, aux_k, d) array, on every step). With `pick` (idx
+    (B, aux_k) -> z at idx, differentiable): computed only when some latent is dead (`lax.cond` on
+    the traced flag, no host sync; otherwise the term is 0 with zero gradients, as the formula gives
+    with scale 0), as the dense (B, M) code array times the decoder: one product, no gather."""
     w = model.decoder_weight()
 
     def on(_):
@@ -39,6 +39,8 @@ def aux_loss(model: SAE, z, resid, dead, aux_k: int, pick=None):
         scale = jnp.minimum(jnp.sum(dead).astype(z.dtype) / aux_k, 1.0)
         return scale * 0.5 * jnp.mean(jnp.sum((resid - rec) ** 2, axis=1))
 
+    if pick is None:  # the first release's step, bit for bit: computed on every step
+        return on(None)
     return jax.lax.cond(jnp.any(dead), on, lambda _: jnp.zeros((), z.dtype), None)
 
 
