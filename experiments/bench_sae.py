@@ -2,6 +2,11 @@
 
     python -m experiments.bench_sae                   # d = 384 and 768, width 16 d, batch 4096
     python -m experiments.bench_sae --dims 384 --reps 3 --big-run   # also run the 65,536 x 1536 step
+    python -m experiments.bench_sae --vs-saelens --memory   # against SAELens's trainer step (the bench extra)
+
+* --vs-saelens: jsparse's step and SAELens's `SAETrainer.step` (its defaults) interleaved in one
+  process, TopK (k = 32), ReLU-L1, JumpReLU, BatchTopK (k = 32) and GBA (vs SAELens TopK), medians
+  of alternating blocks, plus peak memory per library in child processes (`_bench_vs_saelens`).
 
 * Each row times the same jitted train step that `jsparse.sae.train` uses (one optimiser step,
   row normalisation, method-specific state updates), on random data already on the device.
@@ -21,6 +26,7 @@ from experiments import _env  # noqa: F401
 # isort: split
 
 import argparse
+import json
 import resource
 import time
 from pathlib import Path
@@ -30,6 +36,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from experiments import _bench_vs_saelens as vs
 from experiments._timing import time_call
 from jsparse import sae
 from jsparse.core import records
@@ -125,7 +132,22 @@ def main(argv=None):
     ap.add_argument("--big-run", action="store_true", help="execute one step at width 65,536, d = 1536")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", default="results/bench_sae.json")
+    ap.add_argument("--vs-saelens", action="store_true", help="interleaved comparison with SAELens's trainer step")
+    ap.add_argument("--rounds", type=int, default=5, help="--vs-saelens: alternating blocks per library")
+    ap.add_argument("--block", type=int, default=2, help="--vs-saelens: steps per block")
+    ap.add_argument("--memory", action="store_true", help="--vs-saelens: peak RSS of each step in a child process")
+    ap.add_argument("--peak-child", nargs=3, metavar=("METHOD", "D", "BATCH"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.peak_child:
+        print(json.dumps(vs.jsparse_peak(a.peak_child[0], int(a.peak_child[1]), int(a.peak_child[2]))))
+        return
+    if a.vs_saelens:
+        methods = a.methods if a.methods != list(METHODS) else list(vs.VS_METHODS)
+        rows = vs.main(a.dims, methods, a.batch, a.rounds, a.block, a.memory)
+        out = Path(a.out if a.out != "results/bench_sae.json" else "results/bench_sae_vs_saelens.json")
+        records.write_json(out, dict(rows=rows, environment=records.environment(), settings=vars(a)))
+        print(f"wrote {out}")
+        return
     key = jax.random.PRNGKey(0)
     rows = []
     print(f"backend {jax.default_backend()}, batch {a.batch}, median of {a.reps} steps (compile excluded)")
