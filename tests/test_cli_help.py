@@ -19,7 +19,7 @@ EXPERIMENT_PARSERS = ("experiments.__main__", "experiments.krosbl.run", "experim
                       "experiments.pruning.probe", "experiments.lasso.run", "experiments.sae_lm.run",
                       "experiments.bench_irs", "experiments.bench_pruning", "experiments.bench_sbl",
                       "experiments.bench_scaling", "experiments.bench_store", "experiments.bench_unmixing",
-                      "jsparse.unmixing.data.__main__")
+                      "experiments.check_docs", "jsparse.unmixing.data.__main__")
 
 
 def _parsers():
@@ -70,7 +70,7 @@ def _problems(name: str, parser: argparse.ArgumentParser) -> list[str]:
 
 def test_every_option_has_help_text_and_shows_its_default():
     parsers = _parsers()
-    assert len(parsers) >= 21  # jsparse + 3 sub-commands, sae harvest/train, 16 entry points
+    assert len(parsers) >= 22  # jsparse + 3 sub-commands, sae harvest/train, 17 entry points
     problems = [p for name, parser in parsers for p in _problems(name, parser)]
     assert problems == []
     for _, parser in parsers:
