@@ -11,7 +11,8 @@ Generator (all JAX, jit/vmap-able for a fixed size):
   * Outliers (`corrupt_bands`): a fraction of the bands, scattered at random or one contiguous
     block, are corrupted: heavy Gaussian noise clipped at 0 ("noise") or unclipped ("gaussian",
     the only kind that leaves negative values), replaced by uniform noise ("uniform"), by zeros
-    ("zero") or by a constant level ("constant"), or striped ("stripes").
+    ("zero") or by a constant level ("constant"), shifted by a constant ("offset"), or striped
+    ("stripes").
   * `CORRUPTION_SUITE`: the kinds and strengths of the robustness study (experiments/unmixing/suite.py).
 """
 from __future__ import annotations
@@ -27,13 +28,14 @@ from jsparse.core.validation import as_key
 __all__ = ["SyntheticScene", "smooth_endmembers", "make_scene", "corrupt_bands", "OUTLIER_KINDS", "LAYOUTS",
            "CORRUPTION_SUITE"]
 
-OUTLIER_KINDS = ("noise", "stripes", "zero", "uniform", "constant", "gaussian")
+OUTLIER_KINDS = ("noise", "stripes", "zero", "uniform", "constant", "offset", "gaussian")
 LAYOUTS = ("scattered", "contiguous")
 # (label, kind, strength in units of max Y): the corruption types of the robustness study.
 CORRUPTION_SUITE = (
     ("uniform 3x", "uniform", 3.0),          # replaced by U(0, 3 max Y)
     ("zero", "zero", 0.0),                   # blank band
     ("constant", "constant", 1.0),           # stuck at max Y
+    ("offset", "offset", 1.0),               # Y + max Y
     ("gaussian clipped", "noise", 0.5),      # Y + N(0, (0.5 max Y)^2), clipped at 0
     ("gaussian unclipped", "gaussian", 0.5),  # the same without the clip (negative values)
 )
@@ -101,6 +103,8 @@ def _corrupt(key, Y, *, shape, num_bad, kind, strength, layout="scattered"):
         bad_vals = scale * jax.random.uniform(k2, Y.shape, Y.dtype)
     elif kind == "constant":
         bad_vals = jnp.full_like(Y, scale)
+    elif kind == "offset":
+        bad_vals = Y + scale
     elif kind == "stripes":
         H, W = shape
         cols = jax.random.bernoulli(k2, 0.3, (L, W)).astype(Y.dtype)  # striped image columns per band
@@ -121,8 +125,8 @@ def corrupt_bands(key, Y, fraction: float, *, shape, kind: str = "noise", streng
       shape: (nRow, nCol) of the image (for stripes; column-major pixel order).
       kind: "noise" (Y + Gaussian noise, std = strength * max Y, clipped at 0), "gaussian" (the same,
         not clipped), "uniform" (replaced by U(0, strength * max Y)), "constant" (replaced by
-        strength * max Y), "zero" (blank band) or "stripes" (30 % of image columns offset by
-        U(0.5, 1) * strength * max Y).
+        strength * max Y), "offset" (Y + strength * max Y), "zero" (blank band) or "stripes" (30 %
+        of image columns offset by U(0.5, 1) * strength * max Y).
       layout: "scattered" (bands drawn at random) or "contiguous" (one block at a random start).
     Returns:
       (Y_corrupted (L, N), non-negative except for kind "gaussian"; mask (L,) bool of corrupted bands).

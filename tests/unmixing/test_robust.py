@@ -135,6 +135,8 @@ def test_corruption_suite_kinds_and_layouts():
             assert np.all(rows == 0)
         elif kind == "constant":
             np.testing.assert_allclose(rows, mx, rtol=1e-6)
+        elif kind == "offset":
+            np.testing.assert_allclose(rows, np.asarray(Y)[bad] + mx, rtol=1e-6)
         elif kind == "uniform":
             assert rows.min() >= 0 and rows.max() <= 3 * mx and rows.max() > mx
         elif kind == "noise":
