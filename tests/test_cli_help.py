@@ -16,6 +16,7 @@ from jsparse.sae import cli as sae_cli
 
 EXPERIMENT_PARSERS = ("experiments.__main__", "experiments.krosbl.run", "experiments.krosbl.prune_study",
                       "experiments.irs.run", "experiments.irs.tail_study", "experiments.pruning.run",
+                      "experiments.unmixing.run", "experiments.unmixing.suite",
                       "experiments.pruning.probe", "experiments.lasso.run", "experiments.sae_lm.run",
                       "experiments.bench_irs", "experiments.bench_pruning", "experiments.bench_sbl",
                       "experiments.bench_scaling", "experiments.bench_store", "experiments.bench_unmixing",
@@ -70,7 +71,7 @@ def _problems(name: str, parser: argparse.ArgumentParser) -> list[str]:
 
 def test_every_option_has_help_text_and_shows_its_default():
     parsers = _parsers()
-    assert len(parsers) >= 22  # jsparse + 3 sub-commands, sae harvest/train, 17 entry points
+    assert len(parsers) >= 22  # jsparse + 3 sub-commands, sae harvest/train, 19 entry points
     problems = [p for name, parser in parsers for p in _problems(name, parser)]
     assert problems == []
     for _, parser in parsers:

@@ -224,21 +224,47 @@ def _run(out_dir: Path, quick: bool, resume: bool, data_root, **options) -> str:
     return summary
 
 
-def main(argv: list[str] | None = None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--full", action="store_true", help="paper size (5 seeds, full images, 1000 iterations)")
-    p.add_argument("--out", type=Path, default=Path("results/unmixing"))
-    p.add_argument("--data-root", type=Path, default=None)
-    p.add_argument("--no-resume", dest="resume", action="store_false")
-    p.add_argument("--seeds", type=int, default=None)
-    p.add_argument("--max-iters", dest="max_iters", type=int, default=None)
-    p.add_argument("--stride", type=int, default=None, help="spatial subsampling of the real images")
-    p.add_argument("--fractions", type=float, nargs="+", default=None, help="outlier-band fractions (include 0)")
+def _both(key: str) -> str:
+    """'default: <quick value>, <full value> with --full' (one value when both sizes share it) for a help text."""
+    def show(v):
+        return " ".join(f"{x:g}" for x in v) if isinstance(v, tuple) else str(v)
+    quick, full = show(settings(True)[key]), show(settings(False)[key])
+    return f"default: {quick}" if quick == full else f"default: {quick}, {full} with --full"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m experiments.unmixing.run", description=__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--full", action="store_true",
+                   help="paper size: 5 seeds, full images, 1000 iterations, synthetic 100 x 100 at 20/30/40 dB "
+                        "(default: quick, 3 seeds, stride-2 images, 150 iterations, synthetic 40 x 40 at 20/40 dB)")
+    p.add_argument("--out", type=Path, default=Path("results/unmixing"),
+                   help="output folder (results.json, summary.md, figures; finished cells under OUT/cells)")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="folder holding the hyperspectral scenes, searched alone (default: $JSPARSE_HSI_ROOT, "
+                        "the user folder, then the bundled data)")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="recompute every (scene, method) cell (default: reuse the cells saved under OUT/cells)")
+    p.add_argument("--seeds", type=int, default=None, help=f"seeds per scene ({_both('seeds')})")
+    p.add_argument("--max-iters", dest="max_iters", type=int, default=None,
+                   help=f"iterations per solve at most ({_both('max_iters')})")
+    p.add_argument("--stride", type=int, default=None,
+                   help=f"spatial subsampling of the real images, every STRIDE-th row and column ({_both('stride')})")
+    p.add_argument("--fractions", type=float, nargs="+", default=None,
+                   help=f"fractions of bands corrupted in the outlier study, 0 included ({_both('fractions')})")
     p.add_argument("--snrs", type=float, nargs="*", default=None,
-                   help="synthetic SNRs in dB (none: no synthetic scenes)")
+                   help=f"SNRs of the synthetic scenes in dB, none after the flag: no synthetic scenes "
+                        f"({_both('snrs')})")
     p.add_argument("--init", choices=INITS, default=None,
-                   help="shared start of every method: VCA-FCLS on raw, noise-whitened or outlier-screened bands")
-    a = p.parse_args(argv)
+                   help="shared start of every method: VCA-FCLS on raw, noise-whitened or outlier-screened bands "
+                        f"({_both('init')})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> str:
+    a = build_parser().parse_args(argv)
     opts = {k: v for k, v in (("seeds", a.seeds), ("max_iters", a.max_iters), ("stride", a.stride), ("init", a.init),
                               ("fractions", tuple(a.fractions) if a.fractions else None),
                               ("snrs", tuple(a.snrs) if a.snrs is not None else None)) if v is not None}

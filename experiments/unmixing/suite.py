@@ -122,17 +122,31 @@ def run(out_dir: Path, **options) -> str:
     return summary
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+    from jsparse.unmixing.start import INITS
+
+    p = argparse.ArgumentParser(prog="python -m experiments.unmixing.suite", description=__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("results/unmixing_suite"),
+                   help="output folder (results.json with one row per run, summary.md with the table)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per (scene, corruption, layout, fraction)")
+    p.add_argument("--first-seed", dest="first_seed", type=int, default=0,
+                   help="first seed s: the start uses key s, the bad bands PRNGKey(2000 + s)")
+    p.add_argument("--stride", type=int, default=2,
+                   help="spatial subsampling of the images, every STRIDE-th row and column")
+    p.add_argument("--max-iters", dest="max_iters", type=int, default=300, help="iterations per solve at most")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.1],
+                   help="fractions of bands corrupted (default: 0.1)")
+    p.add_argument("--scenes", nargs="+", default=["samson", "jasper"],
+                   help="scenes by jsparse.unmixing.load_dataset name (default: samson jasper)")
+    p.add_argument("--init", choices=INITS, default="vca_screened",
+                   help="shared start of every method (jsparse.unmixing.initial_point's init)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("results/unmixing_suite"))
-    p.add_argument("--seeds", type=int, default=None)
-    p.add_argument("--first-seed", dest="first_seed", type=int, default=None)
-    p.add_argument("--stride", type=int, default=None)
-    p.add_argument("--max-iters", dest="max_iters", type=int, default=None)
-    p.add_argument("--fractions", type=float, nargs="+", default=None)
-    p.add_argument("--scenes", nargs="+", default=None)
-    p.add_argument("--init", default=None, help="shared start (initial_point's init)")
-    a = p.parse_args(argv)
+    a = build_parser().parse_args(argv)
     return run(a.out, seeds=a.seeds, first_seed=a.first_seed, stride=a.stride, max_iters=a.max_iters, init=a.init,
                fractions=tuple(a.fractions) if a.fractions else None, scenes=tuple(a.scenes) if a.scenes else None)
 
