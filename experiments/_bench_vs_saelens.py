@@ -119,7 +119,7 @@ def jsparse_peak(name: str, d: int, batch: int) -> dict:
     return dict(peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 
 
-def main(dims, methods, batch: int, rounds: int, block: int, memory: bool) -> list[dict]:
+def main(dims, methods, batch: int, rounds: int, block: int, memory: bool, memory_dims=None) -> list[dict]:
     advice = _saelens_step.available()
     if advice:
         raise SystemExit(f"--vs-saelens needs SAELens: {advice}")
@@ -131,11 +131,12 @@ def main(dims, methods, batch: int, rounds: int, block: int, memory: bool) -> li
     for d in dims:
         for name in methods:
             r = compare(name, d, batch, rounds, block)
-            if memory:
+            mem = memory and (not memory_dims or d in memory_dims)
+            if mem:
                 r["jsparse_peak_rss_gib"] = peak_child("jsparse", name, d, batch)
                 r["saelens_peak_rss_gib"] = peak_child("saelens", name, d, batch)
             mem = (f"{r['jsparse_peak_rss_gib'] or float('nan'):.2f}/{r['saelens_peak_rss_gib'] or float('nan'):.2f}"
-                   if memory else "-")
+                   if mem else "-")
             print(f"{name:>10} {d:>4} {r['jsparse_step_s']:>9.3f} {r['jsparse_tokens_per_s']:>7.0f} "
                   f"{r['saelens_step_s']:>9.3f} {r['saelens_tokens_per_s']:>7.0f} {r['ratio']:>5.2f}x "
                   f"{r['jsparse_gflops']:>8.1f} {r['matmul_gflops']:>7.1f} {mem:>15}", flush=True)

@@ -136,6 +136,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5, help="--vs-saelens: alternating blocks per library")
     ap.add_argument("--block", type=int, default=2, help="--vs-saelens: steps per block")
     ap.add_argument("--memory", action="store_true", help="--vs-saelens: peak RSS of each step in a child process")
+    ap.add_argument("--memory-dims", type=int, nargs="+", help="--vs-saelens --memory: only at these d (default: all)")
     ap.add_argument("--peak-child", nargs=3, metavar=("METHOD", "D", "BATCH"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.peak_child:
@@ -143,7 +144,7 @@ def main(argv=None):
         return
     if a.vs_saelens:
         methods = a.methods if a.methods != list(METHODS) else list(vs.VS_METHODS)
-        rows = vs.main(a.dims, methods, a.batch, a.rounds, a.block, a.memory)
+        rows = vs.main(a.dims, methods, a.batch, a.rounds, a.block, a.memory, a.memory_dims)
         out = Path(a.out if a.out != "results/bench_sae.json" else "results/bench_sae_vs_saelens.json")
         records.write_json(out, dict(rows=rows, environment=records.environment(), settings=vars(a)))
         print(f"wrote {out}")
