@@ -99,7 +99,8 @@ class MethodBase:
         return self
 
     def penalty(self, m: SAE, codes, z, resid, dead) -> jax.Array | None:
-        """Loss term added to the reconstruction loss (None: reconstruction only)."""
+        """Loss term added to the reconstruction loss (None: reconstruction only). On the step's fast
+        formulation (`losses.py`) the TopK family's penalty also gets `pick` (idx -> z at idx)."""
         return None
 
     def post_step(self, m: SAE, stats: gba.WindowStats, targets, step, codes, z) -> gba.WindowStats:
