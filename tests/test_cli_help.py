@@ -17,7 +17,8 @@ from jsparse.sae import cli as sae_cli
 EXPERIMENT_PARSERS = ("experiments.__main__", "experiments.krosbl.run", "experiments.krosbl.prune_study",
                       "experiments.irs.run", "experiments.irs.tail_study", "experiments.pruning.run",
                       "experiments.unmixing.run", "experiments.unmixing.suite",
-                      "experiments.pruning.probe", "experiments.lasso.run", "experiments.sae_lm.run",
+                      "experiments.pruning.probe", "experiments.lasso.run", "experiments.sae.run",
+                      "experiments.sae.ablate", "experiments.sae.toy", "experiments.sae_lm.run",
                       "experiments.bench_irs", "experiments.bench_pruning", "experiments.bench_sbl",
                       "experiments.bench_scaling", "experiments.bench_store", "experiments.bench_unmixing",
                       "experiments.check_docs", "jsparse.unmixing.data.__main__")

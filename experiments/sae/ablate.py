@@ -126,15 +126,27 @@ def summarize(out: Path) -> str:
     return text
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/sae_ablate")
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--batch", type=int, default=512)
-    ap.add_argument("--only", nargs="*", default=None)
-    ap.add_argument("--summary", action="store_true", help="only write summary.md from the cached runs")
-    ap.add_argument("--problem", choices=sorted(PROBLEMS), default="heavy")
-    a = ap.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.sae.ablate", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--out", default="results/sae_ablate",
+                    help="folder of the cached runs (<problem>_<variant>.json, reused when present) and summary.md")
+    ap.add_argument("--steps", type=int, default=2000, help="training steps per run")
+    ap.add_argument("--batch", type=int, default=512, help="samples per training step")
+    ap.add_argument("--only", nargs="*", default=None, metavar="VARIANT",
+                    help=f"variants to run, of: {', '.join(VARIANTS)} "
+                         "(default: all of them; none after the flag: all too)")
+    ap.add_argument("--summary", action="store_true",
+                    help="only write summary.md from the cached runs (default: run the variants, then summarise)")
+    problems = "; ".join(f"{k}: n={p['n']}, d={p['d']}, s={p['s']}, M={p['width']}" for k, p in PROBLEMS.items())
+    ap.add_argument("--problem", choices=sorted(PROBLEMS), default="heavy", help=f"problem to run ({problems})")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.summary:

@@ -450,20 +450,58 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, sections=None
     return text
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--full", action="store_true", help="paper size (our target problem)")
-    ap.add_argument("--out", default="results", help="output root; writes <out>/sae/")
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=None, help="subset to run (default all)")
-    ap.add_argument("--problems", nargs="+", choices=("light", "heavy"), default=None)
-    ap.add_argument("--cached-only", action="store_true", help="summarise finished runs, train nothing")
-    ap.add_argument("--toy-topk", type=int, nargs="+", default=None, help="TopK k values of the imbalanced toy")
-    ap.add_argument("--toy-seeds", type=int, nargs="+", default=None, help=f"toy seed pairs, indices into {TOY_SEEDS}")
-    ap.add_argument("--toy-d", type=int, default=None, help="toy dimension (paper: 42)")
-    a = ap.parse_args()
+def _both(key: str) -> str:
+    """'default: <quick value>, <full value> with --full' of a toy setting, for a help text."""
+    def show(v):
+        return " ".join(str(x) for x in v) if isinstance(v, tuple) else str(v)
+    quick, full = show(settings(True)["toy"][key]), show(settings(False)["toy"][key])
+    sep = "; " if " " in quick + full else ", "  # keep lists apart
+    return f"default: {quick}" if quick == full else f"default: {quick}{sep}{full} with --full"
+
+
+def _size(cfg: dict) -> str:
+    light = cfg["problems"]["light"]
+    return (f"{cfg['steps']} steps x batch {cfg['batch']} per run, light problem n={light['n']}, d={light['d']}, "
+            f"s={light['s']}, M={light['width']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    quick, full = settings(True), settings(False)
+    ap = argparse.ArgumentParser(prog="python -m experiments.sae.run", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--full", action="store_true",
+                    help=f"paper size (our target problem): {_size(full)} (default: quick, {_size(quick)})")
+    ap.add_argument("--out", default="results",
+                    help="output root; writes OUT/sae/ (summary.md, results.json, plots; each run cached in runs/)")
+    ap.add_argument("--no-resume", action="store_true",
+                    help="retrain every run (default: reuse a cached run whose problem, settings and code match)")
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=None,
+                    help=f"sections to run (default: all, {' '.join(SECTIONS)})")
+    ap.add_argument("--problems", nargs="+", choices=("light", "heavy"), default=None,
+                    help="superposition problems of the recovery tables: light (d > sqrt n), heavy (d < sqrt n); "
+                         "the frontier needs light (default: both)")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="summarise the finished runs, train nothing (default: train the missing runs)")
+    ap.add_argument("--toy-topk", type=int, nargs="+", default=None, metavar="K",
+                    help=f"TopK k values of the imbalanced toy ({_both('topk')})")
+    ap.add_argument("--toy-seeds", type=int, nargs="+", default=None, metavar="J",
+                    help=f"toy seed pairs, indices into {TOY_SEEDS} of (data seed, init seed) ({_both('seeds')})")
+    ap.add_argument("--toy-d", type=int, default=None, metavar="D",
+                    help=f"toy dimension; another than the paper's 42 writes runs toy_d<D>_* ({_both('d')})")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    global _CACHED_ONLY
+    a = build_parser().parse_args(argv)
     _CACHED_ONLY = a.cached_only
     target = Path(a.out) / "sae"
     target.mkdir(parents=True, exist_ok=True)
     print(run(target, quick=not a.full, resume=not a.no_resume, sections=a.sections,
               problems=a.problems, toy_topk=a.toy_topk, toy_seeds=a.toy_seeds, toy_d=a.toy_d))
+
+
+if __name__ == "__main__":
+    main()

@@ -183,15 +183,27 @@ def summarize(out: Path) -> str:
     return text
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/sae_toy")
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--eval-batches", type=int, default=10)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help=f"indices into SEEDS {SEEDS}")
-    ap.add_argument("--only", nargs="*", default=None, help="attempt names (default all, then the oracle)")
-    a = ap.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    from jsparse.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.sae.toy", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--out", default="results/sae_toy",
+                    help="folder of the cached runs (<attempt>_seed<j>.json, reused when present) and summary.md")
+    ap.add_argument("--steps", type=int, default=1500,
+                    help="training steps per attempt (steps4x: 4 times as many; the oracle: twice as many)")
+    ap.add_argument("--batch", type=int, default=256, help="samples per training step")
+    ap.add_argument("--eval-batches", type=int, default=10, help="held-out batches each run is scored on")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="J",
+                    help=f"seed pairs to run, indices into SEEDS {SEEDS} of (data seed, init seed) (default: 0)")
+    ap.add_argument("--only", nargs="*", default=None, metavar="ATTEMPT",
+                    help=f"attempts to run, of: {', '.join(ATTEMPTS)}, and oracle (the oracle FVU); none after "
+                         "the flag: only write summary.md (default: every attempt, then the oracle)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     size = dict(steps=a.steps, batch=a.batch, eval_batches=a.eval_batches)
