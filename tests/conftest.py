@@ -52,6 +52,25 @@ def _release_compiled_programs():
     jax.clear_caches()
 
 
+def _x64_pass() -> bool:
+    return os.environ.get("JAX_ENABLE_X64", "").lower() in ("1", "true", "yes", "on")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under JAX_ENABLE_X64=1 (CI's second pass) leave out tests marked `default_pass_only`.
+
+    The second pass exists to catch float64-default dtype bugs in numeric code. Tests of files,
+    processes, command lines and report text (the marked modules) take no path that depends on
+    JAX's default float width, and they are the suite's slowest per test (subprocesses that
+    import JAX); the default pass runs them, and explicitly float64 cases run there too."""
+    if not _x64_pass():
+        return
+    kept = [item for item in items if item.get_closest_marker("default_pass_only") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
 def _is_dependency_skip(report) -> bool:
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
     return "could not import" in reason or "pip install" in reason

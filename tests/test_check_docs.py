@@ -1,8 +1,12 @@
 """experiments.check_docs: doc numbers against a run's results.json at the doc's printed precision."""
 import json
 
+import pytest
+
 from experiments import check_docs as cd
 from experiments.check_docs import Cell, Check, Regex
+
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
 
 DOC = """# Demo
 

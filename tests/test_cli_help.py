@@ -14,6 +14,8 @@ from jsparse import cli
 from jsparse.cli import HelpFormatter
 from jsparse.sae import cli as sae_cli
 
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
+
 EXPERIMENT_PARSERS = ("experiments.__main__", "experiments.krosbl.run", "experiments.krosbl.prune_study",
                       "experiments.irs.run", "experiments.irs.tail_study", "experiments.pruning.run",
                       "experiments.unmixing.run", "experiments.unmixing.suite",

@@ -5,6 +5,8 @@ import pytest
 
 from jsparse import cli
 
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
+
 
 def _status(argv) -> int:
     try:

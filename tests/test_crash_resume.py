@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _DRIVER = r"""

@@ -7,9 +7,12 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from experiments.lasso import run as lasso_run
 from experiments.unmixing import run as unmixing_run
+
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,8 @@ from experiments.krosbl import plots as kplots
 from experiments.krosbl import report as kreport
 from experiments.krosbl import run as krun
 
-pytestmark = pytest.mark.filterwarnings("error")  # a legend with no labelled artist warns: fail on it
+# A legend with no labelled artist warns: fail on it. Report text and plots: not run again under JAX_ENABLE_X64=1.
+pytestmark = [pytest.mark.filterwarnings("error"), pytest.mark.default_pass_only]
 INTERNAL = ("issue target", "target check", "session")
 
 

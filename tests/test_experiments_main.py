@@ -1,7 +1,11 @@
 """`python -m experiments`: help without arguments, SUMMARY.md gathers every experiment present."""
 import json
 
+import pytest
+
 from experiments.__main__ import gather_summary, main
+
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
 
 
 def test_no_arguments_prints_help_and_exits_0(capsys):

@@ -19,6 +19,8 @@ from jsparse.core import montecarlo
 from jsparse.core.code_fingerprint import code_fingerprint
 from tests.contract import assert_clear_error
 
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
+
 ROOT = Path(__file__).resolve().parents[2]
 GRID = {"x": [1.0, 2.0]}
 ARGS = dict(num_trials=4, chunk_size=4, progress=False)  # 2 chunks, one compiled shape for the whole file

@@ -4,6 +4,8 @@ import pytest
 
 from experiments._timing import time_call, time_host
 
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
+
 
 def test_time_call_reports_compile_and_median():
     t = time_call(lambda a: a @ a, (jnp.ones((8, 8)),), repeats=3)

@@ -8,6 +8,8 @@ import pytest
 
 from jsparse.pruning import datasets
 
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
+
 
 def _idx(path, arr):
     header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)

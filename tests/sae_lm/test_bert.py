@@ -79,8 +79,9 @@ def test_tiny_checkpoint_matches_numpy_reference(tiny_bert):
 
 
 def test_bad_checkpoints_name_the_file(tmp_path):
-    from tests.sae_lm.conftest import write_tiny_bert
     from safetensors.numpy import load_file, save_file
+
+    from tests.sae_lm.conftest import write_tiny_bert
 
     f = tmp_path / "pref"
     _, w = write_tiny_bert(f, prefix="bert.")  # BertForMaskedLM-style names load too

@@ -10,6 +10,8 @@ from jsparse import CorruptFileError
 from jsparse.sae.lm import bert
 from tests.contract import assert_clear_error
 
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
+
 
 def test_damaged_checkpoint_files_are_corrupt_file_errors(tiny_bert):
     from safetensors.numpy import load_file, save_file

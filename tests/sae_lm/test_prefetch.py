@@ -11,6 +11,8 @@ import pytest
 from jsparse.sae.pipeline import Prefetcher, check_batch
 from jsparse.sae.prefetch import Background, OrderedMap, run_all
 
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
+
 
 def _settle(counter, timeout=2.0):
     """Wait until the background work stops changing `counter` (a list of started calls)."""

@@ -12,6 +12,8 @@ import pytest
 from jsparse.core import records
 from jsparse.sae import store as st
 
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
+
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1"
 
 # reader settings -> sha256 of (dtype, shape, bytes) of every batch, recorded when the fixture was written

@@ -1,7 +1,11 @@
 """Family trial functions through the harness: 4 simulated devices give the 1-device per-trial results."""
 import textwrap
 
+import pytest
+
 from tests.scale._subprocess import run_with_devices
+
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
 
 SCRIPT = textwrap.dedent(
     r"""

@@ -1,7 +1,11 @@
 """Data-parallel masked training (CNN with batch norm) on 4 simulated devices equals 1 device."""
 import textwrap
 
+import pytest
+
 from tests.scale._subprocess import run_with_devices
+
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
 
 SCRIPT = textwrap.dedent(
     r"""

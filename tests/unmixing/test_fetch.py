@@ -14,6 +14,8 @@ from jsparse.core.errors import CorruptFileError
 from jsparse.unmixing import data, datasets, download_dataset, fetch, load_dataset
 from jsparse.unmixing.data.__main__ import main as download_main
 
+pytestmark = pytest.mark.default_pass_only  # files, processes or CLIs: not run again under JAX_ENABLE_X64=1
+
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # quiet
