@@ -108,7 +108,31 @@ def sample_batch(
     return x, h
 
 
-class SyntheticStream:
+class _Batches:
+    """Iteration and frequency estimates shared by the streams (which define `batch`,
+    `batch_with_codes` and `batch_size`)."""
+
+    batch_size: int
+
+    def batch(self, i: int) -> jax.Array:
+        raise NotImplementedError
+
+    def batch_with_codes(self, i: int) -> tuple[jax.Array, jax.Array]:
+        raise NotImplementedError
+
+    def __iter__(self):
+        i = 0
+        while True:
+            yield self.batch(i)
+            i += 1
+
+    def frequencies(self, num_batches: int = 20, offset: int = 10**9) -> np.ndarray:
+        """Empirical activation frequency of each feature (n,), from batches far from training's."""
+        counts = sum(np.asarray((self.batch_with_codes(offset + j)[1] > 0).sum(0)) for j in range(num_batches))
+        return np.asarray(counts / (num_batches * self.batch_size))
+
+
+class SyntheticStream(_Batches):
     """Batches of the statistical model; batch i comes from `fold_in(key, i)`.
 
     Attributes: features (n, d), weights (n,), s, batch_size. `batch(i)` -> x (B, d);
@@ -141,16 +165,6 @@ class SyntheticStream:
     def batch(self, i: int) -> jax.Array:
         return self.batch_with_codes(i)[0]
 
-    def __iter__(self):
-        i = 0
-        while True:
-            yield self.batch(i)
-            i += 1
-
-    def frequencies(self, num_batches: int = 20, offset: int = 10**9) -> np.ndarray:
-        """Empirical activation frequency of each feature (n,), from batches far from training's."""
-        counts = sum(np.asarray((self.batch_with_codes(offset + j)[1] > 0).sum(0)) for j in range(num_batches))
-        return np.asarray(counts / (num_batches * self.batch_size))
 
 
 def make_stream(
@@ -173,7 +187,7 @@ def make_stream(
     return SyntheticStream(v, w, s=s, batch_size=batch_size, key=kd, **kwargs)
 
 
-class MixtureStream:
+class MixtureStream(_Batches):
     """Batch i = the rows of batch i of every stream, concatenated in order (streams over one V).
 
     Attributes: features (n, d), streams, batch_size (total rows). Same methods as
@@ -199,16 +213,6 @@ class MixtureStream:
     def batch(self, i: int) -> jax.Array:
         return jnp.concatenate([s.batch(i) for s in self.streams], axis=0)
 
-    def __iter__(self):
-        i = 0
-        while True:
-            yield self.batch(i)
-            i += 1
-
-    def frequencies(self, num_batches: int = 20, offset: int = 10**9) -> np.ndarray:
-        """Empirical activation frequency of each feature (n,) over the mixed rows."""
-        counts = sum(np.asarray((self.batch_with_codes(offset + j)[1] > 0).sum(0)) for j in range(num_batches))
-        return np.asarray(counts / (num_batches * self.batch_size))
 
 
 def make_mixture_stream(
