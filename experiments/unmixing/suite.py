@@ -102,9 +102,13 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines + base) + "\n"
 
 
+# The suite's settings; the command line shows and overrides these (one place for both).
+DEFAULTS: dict[str, Any] = dict(seeds=3, first_seed=0, stride=2, max_iters=300, tol=1e-6, fractions=(0.1,),
+                                layouts=synthetic.LAYOUTS, scenes=("samson", "jasper"), init="vca_screened")
+
+
 def run(out_dir: Path, **options) -> str:
-    cfg: dict[str, Any] = dict(seeds=3, first_seed=0, stride=2, max_iters=300, tol=1e-6, fractions=(0.1,),
-                               layouts=synthetic.LAYOUTS, scenes=("samson", "jasper"), init="vca_screened")
+    cfg: dict[str, Any] = dict(DEFAULTS)
     cfg.update({k: v for k, v in options.items() if v is not None})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,17 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=HelpFormatter)
     p.add_argument("--out", type=Path, default=Path("results/unmixing_suite"),
                    help="output folder (results.json with one row per run, summary.md with the table)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per (scene, corruption, layout, fraction)")
-    p.add_argument("--first-seed", dest="first_seed", type=int, default=0,
+    p.add_argument("--seeds", type=int, default=DEFAULTS["seeds"],
+                   help="seeds per (scene, corruption, layout, fraction)")
+    p.add_argument("--first-seed", dest="first_seed", type=int, default=DEFAULTS["first_seed"],
                    help="first seed s: the start uses key s, the bad bands PRNGKey(2000 + s)")
-    p.add_argument("--stride", type=int, default=2,
+    p.add_argument("--stride", type=int, default=DEFAULTS["stride"],
                    help="spatial subsampling of the images, every STRIDE-th row and column")
-    p.add_argument("--max-iters", dest="max_iters", type=int, default=300, help="iterations per solve at most")
-    p.add_argument("--fractions", type=float, nargs="+", default=[0.1],
-                   help="fractions of bands corrupted (default: 0.1)")
-    p.add_argument("--scenes", nargs="+", default=["samson", "jasper"],
-                   help="scenes by jsparse.unmixing.load_dataset name (default: samson jasper)")
-    p.add_argument("--init", choices=INITS, default="vca_screened",
+    p.add_argument("--max-iters", dest="max_iters", type=int, default=DEFAULTS["max_iters"],
+                   help="iterations per solve at most")
+    p.add_argument("--fractions", type=float, nargs="+", default=list(DEFAULTS["fractions"]),
+                   help="fractions of bands corrupted")
+    p.add_argument("--scenes", nargs="+", default=list(DEFAULTS["scenes"]),
+                   help="scenes by jsparse.unmixing.load_dataset name")
+    p.add_argument("--init", choices=INITS, default=DEFAULTS["init"],
                    help="shared start of every method (jsparse.unmixing.initial_point's init)")
     return p
 
