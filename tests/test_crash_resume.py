@@ -104,12 +104,20 @@ for attempt in range(3):
     sys.stdout.flush()
     pid = os.fork()  # jax is imported but no backend started: each child starts its own
     if pid == 0:
+        code = 0
         try:
             run(work)
+        except BaseException:  # a resume that fails is the bug this test is for: show it
+            import traceback
+            traceback.print_exc()
+            code = 1
         finally:
-            os._exit(0)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
     while len(new) < target:  # checkpoint versions written by this child (a fast one may be missed)
-        assert os.waitpid(pid, os.WNOHANG) == (0, 0), f"the run ended before kill {attempt + 1}"
+        done, status = os.waitpid(pid, os.WNOHANG)
+        assert done == 0, f"the run ended before kill {attempt + 1} (exit status {status}; see its traceback)"
         time.sleep(0.0005)
         new |= versions(work) - seen
     time.sleep(rng.uniform(0.0, 0.005))

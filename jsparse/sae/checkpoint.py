@@ -120,6 +120,16 @@ def _unflatten(path: Path, data: dict[str, np.ndarray], template):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def _legacy_meta(folder: Path) -> dict:
+    """The settings of a checkpoint written before they were stored in state.npz: meta.json."""
+    if not (folder / "meta.json").exists():
+        raise CorruptFileError(folder / "state.npz", "holds no settings and meta.json is missing beside it")
+    saved = records.read_json(folder / "meta.json", "checkpoint settings")
+    if not isinstance(saved, dict):
+        raise CorruptFileError(folder / "meta.json", "expected a JSON object of settings")
+    return saved
+
+
 def restore(ckpt: Checkpoint | None, meta: dict, template):
     """The saved (state, history) shaped like `template`, or None when there is nothing to resume.
 
@@ -127,13 +137,10 @@ def restore(ckpt: Checkpoint | None, meta: dict, template):
     run's, and CorruptFileError when a file is damaged."""
     if ckpt is None or not ckpt.resume or not (ckpt.path / "state.npz").exists():
         return None
-    if not (ckpt.path / "meta.json").exists():
-        raise CorruptFileError(ckpt.path / "state.npz", "meta.json is missing beside it")
-    saved_meta = records.read_json(ckpt.path / "meta.json", "checkpoint settings")
-    if not isinstance(saved_meta, dict):
-        raise CorruptFileError(ckpt.path / "meta.json", "expected a JSON object of settings")
     stored, data = _read(ckpt.path / "state.npz")
-    saved = stored if stored is not None else saved_meta
+    # The settings inside state.npz are authoritative: meta.json is a readable copy written just
+    # after it, so a crash between the two leaves it stale or absent, and that is not damage.
+    saved = stored if stored is not None else _legacy_meta(ckpt.path)
     if "method_settings" not in saved:
         raise ValueError(f"checkpoint_dir: {ckpt.path} was written by an earlier version that did not record "
                          "every method setting, so resuming it cannot be checked; start over (resume=False, "
