@@ -133,8 +133,10 @@ def test_trace_fn_is_nmse_trace_and_result_type_is_fixed(x64):
     via_x = krosbl(p.y, p.factors, x_true=p.x, **kw)
     solver = S.KroSBL(method="am", noise_var=jnp.asarray(p.noise_var), max_iters=12)
     via_fn = krosbl(p.y, p.factors, trace_fn=S.nmse_trace(solver, p.x), **kw)
-    np.testing.assert_array_equal(np.asarray(via_x.trace), np.asarray(via_fn.trace))
-    np.testing.assert_array_equal(np.asarray(plain.x), np.asarray(via_x.x))
+    # Equal to rounding: the two spellings compile to programs that differ in how the noise
+    # variance enters (a constant or an argument), which may move the last bit.
+    np.testing.assert_allclose(np.asarray(via_x.trace), np.asarray(via_fn.trace), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(np.asarray(plain.x), np.asarray(via_x.x), rtol=1e-13, atol=1e-300)
     with pytest.raises(ValueError, match="trace_fn"):
         krosbl(p.y, p.factors, x_true=p.x, trace_fn=S.nmse_trace(solver, p.x), **kw)
 
