@@ -196,3 +196,44 @@ def test_pruning_page_states_each_claim_and_the_plots_label_every_axis(tmp_path,
     paper_lines = [ln for ln in fast_png["rounds_m10.png"].axes[0].lines if "paper" in ln.get_label()]
     assert len(paper_lines) == 4
     np.testing.assert_array_equal(paper_lines[0].get_ydata(), [69, 49, 36, 26, 20])
+
+
+def _sae_row(problem, run, method, frr09, k=None, s=3):
+    return dict(problem=problem, n=64, d=32, s=s, width=256, run=run, method=method, k=k, frr08=frr09,
+                frr09=frr09, frr09_hungarian=frr09, fvu=0.1, l0=9.0, dead=0.0)
+
+
+def test_sae_page_states_each_claim_from_its_numbers():
+    from experiments.sae import report as sreport
+
+    def recovery(gba, topk, ba):
+        rows = [_sae_row("light", "light_gba", "gba", gba), _sae_row("light", "light_topk_k9", "topk", topk, k=9),
+                _sae_row("light", "light_ba", "ba", ba), _sae_row("light", "light_topk_k3", "topk", 1.0, k=3)]
+        return "\n".join(sreport.recovery_claims(rows, quick=True))
+
+    met = recovery(0.98, 0.97, 0.5)
+    assert "**Paper:**" in met and "GBA 98.0 %" in met and "TopK at the same L0 97.0 %" in met
+    assert "Not reproduced" not in met
+    short = recovery(0.547, 0.75, 0.531)
+    assert "(near) all features in light superposition (54.7 %)" in short and "matching TopK" in short
+    assert sreport.FULL in short and "docs/sae.md" in short
+    toy = [dict(method="gba", seeds=3, frr09=0.451), dict(method="topk k=20", seeds=3, frr09=0.0)]
+    text = "\n".join(sreport.toy_claims(toy, quick=False))
+    assert "GBA's 100 % (45.1 % here)" in text and "TopK k = 20's 98.4 % (0.0 % here)" in text
+    assert "Full size" not in text  # a paper-size run gives no command to itself
+    heat = [dict(label="light", f=[0.02, 0.1], p=[0.005, 0.2], frr09=[[1.0, 0.2], [0.05, 0.01]])]
+    text = "\n".join(sreport.resonance_claims(heat, quick=True))
+    assert "f = 0.02 → p = 0.005" in text and "f = 0.1 → no p recovers" in text and "heavy-superposition" in text
+
+
+def test_unmixing_page_ranks_rrlbs_on_each_real_scene():
+    from experiments.unmixing import report as ureport
+
+    methods = ["VCA-FCLS", "NMF", "RRLbS"]
+    cells = {("samson", m): dict(sad=[v], rmse=[v]) for m, v in zip(methods, (0.08, 0.11, 0.09))}
+    cells.update({("jasper", m): dict(sad=[v], rmse=[v]) for m, v in zip(methods, (0.25, 0.35, 0.2))})
+    text = "\n".join(ureport.scene_claims(["synthetic SNR 20 dB", "samson", "jasper"], cells, methods, quick=True))
+    assert "samson SAD: RRLbS 0.0900, rank 2 of 3 (best VCA-FCLS 0.0800)" in text
+    assert "jasper SAD: RRLbS 0.2000, rank 1 of 3;" in text
+    assert "RRLbS lowest SAD on samson" in text and "on jasper" not in text.split("Not reproduced")[1]
+    assert "urban (not in this run" in text and ureport.FULL in text

@@ -9,6 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from experiments._claims import claims
 from experiments._timing import time_call
 from experiments.krosbl import trials as T
 from jsparse.core import records
@@ -52,14 +53,6 @@ def _last(tr):
     tr = np.asarray(tr)
     ok = np.isfinite(tr)
     return float(tr[ok][-1]) if ok.any() else float("nan")
-
-
-def _claims(paper: str, here: str, missing: str | None = None, command: str | None = None) -> list[str]:
-    """The paragraph above a table: the paper's claim, what this run shows, what it does not."""
-    lines = [f"**Paper:** {paper}  ", f"**This run:** {here}" + ("  " if missing else "")]
-    if missing:
-        lines.append(f"**Not reproduced here:** {missing}" + (f" Full size: `{command}`." if command else ""))
-    return lines + [""]
 
 
 def _order(values: dict, show: bool = True) -> str:
@@ -119,7 +112,7 @@ def _default_section(results, ref_time, m1s) -> list[str]:
     if len(m1s) < 2:
         missing.append("The sweep over M_1 = 6 ... 14 (Fig. 5).")
     lines = ["## Default point: M_1 = 8, K = 3, 25 dB, learned noise variance (Fig. 5 sweep)", ""]
-    lines += _claims("the reference code's result files (100 trials): SVD-KroSBL has the lowest median NMSE "
+    lines += claims("the reference code's result files (100 trials): SVD-KroSBL has the lowest median NMSE "
                      "and the highest SRR of cSBL, AM-KroSBL, SVD-KroSBL and KSBL, and is 4-7x faster.", here,
                      " ".join(missing) or None, f"{FULL} --stages fig5,default_csbl")
     lines += ["| method | trials | median NMSE | mean NMSE | mean SRR | s / trial (ours) "
@@ -163,7 +156,7 @@ def _convergence_section(results, name, ref) -> list[str]:
                 "belong to the larger problem and are not shown beside ours.")
         missing = "the paper's problem size and its final values."
     lines = [f"## {CONV_TITLES[name]}: final NMSE", ""]
-    lines += _claims(claim, here, missing, f"{FULL} --stages {name}")
+    lines += claims(claim, here, missing, f"{FULL} --stages {name}")
     lines += ["| setting | " + " | ".join(T.LABELS[m] for m in methods) + " |", "|---|" + "---|" * len(methods)]
     for setting, curves in results[name].items():
         cells = [_fmt(_last(curves[m])) if m in curves else "—" for m in methods]
@@ -197,7 +190,7 @@ def _sweep_section(results, name, xs) -> list[str]:
     missing = "cSBL, and 200 trials per point." if trials < 200 else "cSBL (too costly on CPU at these sizes)."
     title, xl = SWEEPS[name]
     lines = [f"## {title}: median NMSE / mean SRR", ""]
-    lines += _claims(paper, here + ".", missing, f"{FULL} --stages {name}")
+    lines += claims(paper, here + ".", missing, f"{FULL} --stages {name}")
     lines += ["| method | " + " | ".join(f"{xl} {x:g}" for x in xs) + " |", "|---|" + "---|" * n]
     for meth, arr in sweep.items():
         cells = " | ".join(f"{_fmt(float(np.median(arr['nmse'][i])))} / {np.mean(arr['srr'][i]):.2f}"
@@ -214,7 +207,7 @@ def _time_section(results, ks) -> list[str]:
             "wall, and process CPU in brackets).")
     missing = "the comparison between methods (only SVD-KroSBL is timed)." if len(tk) < 3 else None
     lines = ["## Run time per trial vs K (known noise, M_1 = 8, 25 dB)", ""]
-    lines += _claims("SVD-KroSBL is the fastest method at every K (MATLAB; no numbers published).", here, missing,
+    lines += claims("SVD-KroSBL is the fastest method at every K (MATLAB; no numbers published).", here, missing,
                      f"{FULL} --stages time_vs_k")
     lines += ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     for meth, ts in tk.items():

@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from experiments.sae import report
 from experiments.sae.toy import SEEDS as TOY_SEEDS
 from jsparse import sae
 from jsparse.core import records
@@ -211,15 +212,6 @@ def heterogeneous(out, cfg, resume):
     return rows, dict(freq_max=float(freqs.max()), freq_min=float(freqs.min()))
 
 
-def chance_frr(n, d, width, tau=0.9, trials=3, seed=0):
-    """FRR@tau of `width` random unit latents against n random unit features in d dimensions:
-    the level below which a recovery figure means nothing (high for small d)."""
-    rng = np.random.default_rng(seed)
-    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
-    return float(np.mean([np.mean((unit(rng.normal(size=(width, d))) @ unit(rng.normal(size=(n, d))).T).max(0) >= tau)
-                          for _ in range(trials)]))
-
-
 def resonance(out, cfg, resume):
     """One BA recovery grid (feature frequency f = s/n x target p) per panel (light, heavy)."""
     panels = []
@@ -234,7 +226,7 @@ def resonance(out, cfg, resume):
                 grid[i, j] = np.nan if r is None else r["frr09"]
         panels.append(dict(label=h["label"], f=[s / h["n"] for s in h["s"]], p=h["p"], frr09=grid, n=h["n"],
                            d=h["d"], width=h["width"], steps=h["steps"],
-                           chance09=chance_frr(h["n"], h["d"], h["width"])))
+                           chance09=report.chance_frr(h["n"], h["d"], h["width"])))
     return panels
 
 
@@ -341,75 +333,6 @@ def _freq_plot(plt, out, rows):
     plt.close(fig)
 
 
-def _pct(x):
-    return f"{100 * x:.1f}"
-
-
-def _frontier_lines(front) -> list[str]:
-    if not front:
-        return []
-    lines = ["", "## Reconstruction vs L0 (light problem; every finished light_* run)", "",
-             "| method | setting | L0 | FVU | FRR@0.9 |", "|---|---|---|---|---|"]
-    for q in sorted(front, key=lambda q: (q["method"], q["l0"])):
-        lines.append(f"| {q['method']} | {q['param'] if q['param'] is not None else 'default'} | {q['l0']:.1f} | "
-                     f"{q['fvu']:.3f} | {_pct(q['frr09'])} |")
-    return lines
-
-
-def _summary(cfg, rows, toy, hetero, hmeta, heat, quick, front=()) -> str:
-    size = "quick" if quick else "full"
-    lines = [f"# GBA sparse autoencoders on the statistical model ({size})", "",
-             f"{cfg['steps']} steps x batch {cfg['batch']} = {cfg['steps'] * cfg['batch']:,} samples per run; "
-             "FRR = % of true features with a latent at cosine >= tau (max-cosine matching; "
-             "Hungarian one-to-one in its own column); dead = % latents silent on "
-             f"{cfg['eval_batches'] * cfg['batch']:,} held-out samples.", "",
-             "## Recovery (TopK/BatchTopK k = GBA's L0 rounded; topk k=s is the oracle k)", "",
-             "| problem | n | d | s | M | run | FRR@0.8 | FRR@0.9 | FRR@0.9 Hungarian | FVU | L0 | dead % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['problem']} | {r['n']} | {r['d']} | {r['s']} | {r['width']} | {r['run']} | "
-                     f"{_pct(r['frr08'])} | {_pct(r['frr09'])} | {_pct(r['frr09_hungarian'])} | {r['fvu']:.3f} | "
-                     f"{r['l0']:.1f} | {_pct(r['dead'])} |")
-    lines += ["", "Chance level (M random unit latents), FRR@0.8 / FRR@0.9: " + "; ".join(
-        f"{k} {_pct(chance_frr(p['n'], p['d'], p['width'], 0.8))} / {_pct(chance_frr(p['n'], p['d'], p['width']))} %"
-        for k, p in cfg["problems"].items()) + "."]
-    lines += ["", "Paper: GBA recovers (near) all features in light superposition and matches or beats TopK; "
-              "BA is \"inferior to GBA in all experiments\" (no numeric table for this setting).", "",
-              f"## Imbalanced toy (n = 128, d = {cfg['toy']['d']}, half s = 3, half s = 20; M = "
-              f"{cfg['toy']['width']}; mean over the seed pairs, FRR@0.9 of each in its own column)", "",
-              "| method | seeds | FRR@0.8 ours | FRR@0.9 ours | FRR@0.9 per seed | FRR@0.8 paper | FRR@0.9 paper "
-              "| L0 | dead % |", "|---|---|---|---|---|---|---|---|---|"]
-    if not toy:
-        lines.append("| (not run) | | | | | | | | |")
-    for r in toy:
-        p = r["paper"] or ("-", "-")
-        lines.append(f"| {r['method']} | {r['seeds']} | {_pct(r['frr08'])} | {_pct(r['frr09'])} | "
-                     f"{' / '.join(_pct(v) for v in r['frr09_seeds'])} | {p[0]} | {p[1]} | {r['l0']:.1f} | "
-                     f"{_pct(r['dead'])} |")
-    span = f"measured f from {hmeta['freq_min']:.2g} to {hmeta['freq_max']:.2g}" if hmeta else "not run"
-    lines += ["", f"## Heterogeneous frequencies (power law, 100x weight ratio; {span})", "",
-              "| run | L0 | dead % | FRR@0.9 all | rarest quarter FRR@0.8 | rarest quarter FRR@0.9 | "
-              "rarest quarter mean max-cos | most frequent quarter FRR@0.9 |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r in hetero:
-        lines.append(f"| {r['run']} | {r['l0']:.1f} | {_pct(r['dead'])} | {_pct(r['frr09'])} | "
-                     f"{_pct(r['rare_frr08'])} | {_pct(r['rare_frr09'])} | {r['rare_mean_cos']:.3f} | "
-                     f"{_pct(r['frequent_frr09'])} |")
-    lines += _frontier_lines(front)
-    if not heat:
-        return "\n".join(lines + ["", "Resonance heatmap: not run."]) + "\n"
-    for h in heat:
-        lines += ["", f"## Resonance, {h['label']} superposition (BA, FRR@0.9 %, n = {h['n']}, d = {h['d']}, "
-                  f"M = {h['width']}, {h['steps']} steps): rows f = s/n, columns target p", "",
-                  "| f \\ p | " + " | ".join(f"{p:g}" for p in h["p"]) + " |", "|---|" + "---|" * len(h["p"])]
-        for f, row in zip(h["f"], np.asarray(h["frr09"])):
-            lines.append(f"| {f:.3g} | " + " | ".join(_pct(v) for v in row) + " |")
-        lines += ["", f"Chance level (M random unit latents): FRR@0.9 = {_pct(h['chance09'])} %."]
-    lines += ["", "Paper: recovery needs p in a band around f, narrow in heavy and wide in light superposition "
-              "(figure only).", "", "Plots: resonance.png, frontier.png, frequencies.png."]
-    return "\n".join(lines) + "\n"
-
-
 SECTIONS = ("recovery", "hetero", "toy", "heat", "frontier")
 
 
@@ -439,7 +362,7 @@ def run(out_dir: Path, *, quick: bool = True, resume: bool = True, sections=None
     heat = resonance(out, cfg, resume) if "heat" in sections else None
     front = frontier(out, cfg, resume) if "frontier" in sections else []
     _plots(out, heat, front, rows)
-    text = _summary(cfg, rows, toy, hetero, hmeta, heat, quick, front)
+    text = report.summary(cfg, rows, toy, hetero, hmeta, heat, quick, front)
     toy_cfg: dict[str, Any] = cfg["toy"]
     records.write_json(out / "results.json", dict(
         quick=quick, sections=sections, settings=cfg,

@@ -212,7 +212,7 @@ def _run(out_dir: Path, quick: bool, resume: bool, data_root, **options) -> str:
     scenes, notes = build_scenes(cfg, root)
     cells, arrays = run_cells(scenes, cfg, cells_dir, resume)
     names = figures(scenes, arrays, cfg, out_dir)
-    table = tables(scenes, cells, cfg, arrays, list(METHODS), ROBUSTNESS_METHODS)
+    table = tables(scenes, cells, cfg, arrays, list(METHODS), ROBUSTNESS_METHODS, quick=quick)
     summary = _head(cfg, quick, notes) + table + "\nFigures: " + ", ".join(names) + "\n"
     (out_dir / "summary.md").write_text(summary)
     records.write_json(out_dir / "results.json", {
