@@ -99,7 +99,8 @@ class IRSProblem(NamedTuple):
     x: (G³,) true coefficients; channels: (K_I, N_B, N_M) true effective channels G_k;
     ms_dict: (N_M, G) conj(A_M), which maps x to channels with Φ_IRS and A_B (`channels_from_x`);
     noise_var: () σ² (real); thetas: (K_I, N_I) configurations (real ±1/√N_I);
-    pilots: (N_M, K_P); valid: () bool, every configuration passed the degenerate check.
+    pilots: (N_M, K_P); valid: () bool, every configuration passed the degenerate check and the
+    pilots see the channel (received power > degenerate_tol² × channel power × pilot power).
     """
 
     y: jax.Array
@@ -281,6 +282,10 @@ def simulate(
     channels = _effective(h2, thetas, h1)  # (K_I, N_B, N_M)
     clean = jnp.einsum("kbm,mp->kpb", channels, pilots, precision=HIGHEST).reshape(-1)
     power = jnp.mean(jnp.abs(clean) ** 2)
+    # Pilots orthogonal to the MS steering vector see no channel (the SNR would be set against
+    # rounding noise): with few MS antennas and pilots, e.g. N_M = 4, K_P = 2, about 0.3 % of draws.
+    seen = power > setup.degenerate_tol**2 * jnp.mean(jnp.abs(channels) ** 2) * jnp.mean(jnp.abs(pilots) ** 2)
+    valid = valid & seen
     noise_var = (power / 10.0 ** (jnp.asarray(snr_db, rdt) / 10.0)).astype(rdt)
     y = clean + jnp.sqrt(noise_var).astype(dtype) * _cn(k[8], clean.shape, rdt)
 

@@ -64,7 +64,17 @@ def test_deterministic_per_key_and_snr_sets_noise():
     keys = jax.random.split(jax.random.PRNGKey(4), 24)
     sims = jax.vmap(lambda k: sim(k, 8.0, setup=SMALL))(keys)
     ratio = jnp.mean(jnp.abs(sims.y - jax.vmap(kron_matvec)(sims.factors, sims.x)) ** 2, axis=1) / sims.noise_var
-    assert abs(float(jnp.mean(ratio)) - 1) < 0.1
+    valid = np.asarray(sims.valid)  # (a draw whose pilots see no channel has its SNR set on rounding noise)
+    assert valid.sum() >= 20 and abs(float(jnp.mean(ratio[valid])) - 1) < 0.1
+
+
+def test_pilots_that_see_no_channel_make_the_draw_invalid():
+    """Pilots orthogonal to every MS steering vector (zero pilots, the extreme case): no signal, not valid;
+    the same draw with its own pilots is valid."""
+    key = jax.random.PRNGKey(2)
+    own = sim(key, 8.0, setup=SMALL)
+    blind = irs.Training(jnp.zeros_like(own.pilots), irs.draw_training(key, SMALL).candidates)
+    assert bool(own.valid) and not bool(sim(key, 8.0, setup=SMALL, training=blind).valid)
 
 
 def test_degenerate_configurations_are_redrawn():
@@ -72,9 +82,14 @@ def test_degenerate_configurations_are_redrawn():
     s = irs.IRSSetup(ms_antennas=2, bs_antennas=2, irs_elements=2, grid=1, spread=1, pilots=1, configs=8, redraws=16)
     sims = jax.vmap(lambda k: sim(k, 10.0, setup=s))(jax.random.split(jax.random.PRNGKey(5), 50))
     th = np.asarray(sims.thetas)  # (50, 8, 2)
-    assert np.all(th[..., 0] == th[..., 1]) and bool(jnp.all(sims.valid))
+    assert np.all(th[..., 0] == th[..., 1])
     norms = np.linalg.norm(np.asarray(sims.channels), axis=(-2, -1))
     assert norms.min() > 1e-3
+    # With one pilot on two MS antennas, some pilots are orthogonal to the (single) steering vector:
+    # those draws see no channel and only those are invalid.
+    seen = np.mean(np.abs(np.asarray(sims.y)) ** 2, axis=1) > 1e-6 * np.mean(norms**2, axis=1)
+    np.testing.assert_array_equal(np.asarray(sims.valid), seen)
+    assert 0 < seen.sum() < len(seen)
     # An impossible threshold: nothing passes, the flag says so.
     bad = sim(jax.random.PRNGKey(6), 10.0, setup=s._replace(degenerate_tol=1e9))
     assert not bool(bad.valid)
