@@ -64,7 +64,8 @@ def _x64_pass() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under JAX_ENABLE_X64=1 (CI's second pass) leave out tests marked `default_pass_only`.
+    """Under JAX_ENABLE_X64=1 (CI's second pass) leave out tests marked `default_pass_only` and
+    tests that take the `x64` fixture (they run under 64-bit types in both passes).
 
     The second pass exists to catch float64-default dtype bugs in numeric code. Tests of files,
     processes, command lines and report text (the marked modules) take no path that depends on
@@ -72,7 +73,10 @@ def pytest_collection_modifyitems(config, items):
     import JAX); the default pass runs them, and explicitly float64 cases run there too."""
     if not _x64_pass():
         return
-    kept = [item for item in items if item.get_closest_marker("default_pass_only") is None]
+    # A test that takes the `x64` fixture runs under enable_x64(True) in every pass: the default
+    # pass ran it already (as the contract suites' 64-bit cases, `tests/contract.py`).
+    kept = [item for item in items
+            if item.get_closest_marker("default_pass_only") is None and "x64" not in getattr(item, "fixturenames", ())]
     if len(kept) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = kept
