@@ -6,7 +6,7 @@ wall and process-CPU time (on a shared machine the wall clock also counts waitin
 JAX and NumPy each get one thread (XLA flags below, OPENBLAS_NUM_THREADS=1). Parts (--parts):
   * kron: SVD- and AM-KroSBL in jsparse vs the plain matrix-free NumPy port
     (experiments/numpy_krosbl.py) on the same 1, 200 and 2,000 trials, interleaved per trial count
-    (jsparse: one jit of lax.map over vmapped chunks of 25; NumPy: a loop over the trials), with the
+    (jsparse: one jit of lax.map over vmapped chunks of --chunk trials; NumPy: a loop over the trials), with the
     agreement of x, σ² and the iteration counts, the analytic flop count of each trial's iterations,
     and the fraction of a float64 matmul rate measured in the same run; KSBL (jsparse only);
   * csbl: classic SBL in JAX (Cholesky, M-side) vs the NumPy port of the reference code (pinv and the
@@ -112,21 +112,35 @@ def _agreement(xs_np, res, counts_np):
 
 
 def _jsparse_batch(meth, batch, chunk=25):
-    """jit(lax.map over vmapped chunks): one program for `batch` trials (one trial: plain jit)."""
+    """jit(lax.map over vmapped chunks of `chunk`): one program for `batch` trials (one trial: plain
+    jit). chunk = 1 runs the trials one after another inside the program, each to its own
+    convergence; a vmapped chunk steps every trial until its slowest one has converged."""
     if batch == 1:
         return jax.jit(lambda y, f: krosbl(y[0], tuple(a[0] for a in f), method=meth))
     return jax.jit(lambda Y, F: jax.lax.map(lambda a: krosbl(a[0], a[1], method=meth), (Y, F),
                                             batch_size=min(chunk, batch)))
 
 
-def bench_one(p, meth, batch, rate):
-    """jsparse (compiled once, then timed) and the NumPy loop on the first `batch` trials, interleaved."""
+def _other_chunks(meth, Y, F, batch, chunk):
+    """Per-trial wall / CPU time of the same trials with vmapped chunks of 25 and one vmap of all."""
+    out = {}
+    for other in sorted({25, batch} - {chunk}):
+        t = time_call(_jsparse_batch(meth, batch, other), (Y, F), repeats=3)
+        out[str(other)] = {"s_per_trial": t.median_s / batch, "cpu_s_per_trial": t.cpu_median_s / batch}
+    return out
+
+
+def bench_one(p, meth, batch, rate, chunk=1):
+    """jsparse (compiled once, then timed; lax.map over vmapped chunks of `chunk`) and the NumPy loop
+    on the first `batch` trials, interleaved; at 200 trials also the other chunkings."""
     Y, F = p.y[:batch], tuple(f[:batch] for f in p.factors)
-    fn = _jsparse_batch(meth, batch)
+    fn = _jsparse_batch(meth, batch, chunk)
     tj = time_call(fn, (Y, F), repeats=5 if batch == 1 else (3 if batch <= 200 else 1))
     res = jax.tree.map(lambda v: np.asarray(v)[None], fn(Y, F)) if batch == 1 else fn(Y, F)
     row = {"jsparse_s_per_trial": tj.median_s / batch, "jsparse_cpu_s_per_trial": tj.cpu_median_s / batch,
-           "jsparse_compile_s": tj.compile_s}
+           "jsparse_compile_s": tj.compile_s, "chunk": min(chunk, batch)}
+    if batch == 200:
+        row["other_chunks"] = _other_chunks(meth, Y, F, batch, chunk)
     if meth not in ("svd", "am"):
         return row
     w0, c0 = time.perf_counter(), time.process_time()
@@ -156,10 +170,10 @@ def matmul_rate(n=1024, repeats=5):
     return {"n": n, "numpy_gflops": 2 * n**3 / tn.median_s / 1e9, "jax_gflops": 2 * n**3 / tj.median_s / 1e9}
 
 
-def bench_kron(batches, methods):
+def bench_kron(batches, methods, chunk=1):
     rate = matmul_rate()
     p = problems(PAPER_N, PAPER_M, max(batches))
-    rows = {meth: {str(b): bench_one(p, meth, b, rate) for b in batches} for meth in methods}
+    rows = {meth: {str(b): bench_one(p, meth, b, rate, chunk) for b in batches} for meth in methods}
     return {"matmul": rate, "methods": rows}
 
 
@@ -444,6 +458,13 @@ def _kron_lines(k: dict) -> list:
                 f"({100 * r['jsparse_fraction_of_matmul']:.1f} %) | {r['numpy_gflops']:.2f} "
                 f"({100 * r['numpy_fraction_of_matmul']:.1f} %) | {r['max_rel_diff_x']:.1e} "
                 f"| {r['iteration_mismatches']} | {r['mean_iterations']:.1f} |")
+    for meth, rows in k["methods"].items():
+        for b, r in rows.items():
+            for other, o in r.get("other_chunks", {}).items():
+                lines.append(f"\n{meth}, {b} trials in vmapped chunks of {other} instead of {r['chunk']}: "
+                             f"{o['s_per_trial']:.4f} s/trial (CPU {o['cpu_s_per_trial']:.4f})"
+                             + (f", {r['numpy_s_per_trial'] / o['s_per_trial']:.1f}x the NumPy port"
+                                if "numpy_s_per_trial" in r else ""))
     return lines
 
 
@@ -498,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="results/bench_sbl.json",
                     help="JSON file written (parts not run keep their entry from an existing file)")
     ap.add_argument("--sizes", default="10,15,20,32", help="comma-separated N_i of the scale part")
+    ap.add_argument("--chunk", type=int, default=1,
+                    help="trials vmapped together inside the one program of the kron part (1: one after "
+                         "another, each to its own convergence; at 200 trials chunks of 25 and one vmap of "
+                         "all are timed too)")
     ap.add_argument("--csbl-iters", type=int, default=5, help="fixed EM iterations of the cSBL comparison")
     ap.add_argument("--parts", default="kron,csbl,scale,profile", help="comma-separated subset of "
                     "kron,csbl,scale,profile; parts not run keep their entry from an existing --out file")
@@ -532,7 +557,7 @@ def main(argv=None):
         res.pop("scale", None)
     if "kron" in parts:
         res["kron"] = bench_kron([int(b) for b in a.batches.split(",")], ("svd", "am") if a.quick
-                                 else ("svd", "am", "ksbl"))
+                                 else ("svd", "am", "ksbl"), chunk=a.chunk)
     if "csbl" in parts:
         res["csbl"] = bench_csbl(a.csbl_iters)
     if "scale" in parts:
