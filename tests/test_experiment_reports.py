@@ -237,3 +237,19 @@ def test_unmixing_page_ranks_rrlbs_on_each_real_scene():
     assert "jasper SAD: RRLbS 0.2000, rank 1 of 3;" in text
     assert "RRLbS lowest SAD on samson" in text and "on jasper" not in text.split("Not reproduced")[1]
     assert "urban (not in this run" in text and ureport.FULL in text
+
+
+def test_sae_lm_page_sets_the_llm_claim_against_its_numbers():
+    from experiments.sae_lm import report as lreport
+
+    def agg(gba_fvu, gba_dead):
+        rows = {"gba": (gba_fvu, gba_dead), "topk": (0.34, 0.01), "ba": (0.33, 0.0), "relu_l1": (0.73, 0.0)}
+        return {(m, 16): dict(fvu=f, l0=16.0, dead_fraction=d) for m, (f, d) in rows.items()}
+
+    short = "\n".join(lreport.frontier_claims(agg(0.352, 0.117), [16], quick=True))
+    assert "**Paper:**" in short and "GBA FVU 0.352 at L0 16.0, dead 0.117" in short
+    assert "GBA ahead of ba at L0 target 16" in short and "fewer dead latents than TopK" in short
+    assert "comparable to TopK at" not in short and lreport.FULL in short
+    good = "\n".join(lreport.frontier_claims(agg(0.30, 0.0), [16], quick=False))
+    assert "ahead of" not in good and "dead latents than" not in good and "Full size" not in good
+    assert "the paper's models" in good  # MiniLM is never the paper's model

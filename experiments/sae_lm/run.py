@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from experiments.sae_lm import report
 from experiments.sae_lm.calibrate import gba_targets, match_l0
 from jsparse.sae.methods import METHOD_TYPES, METHODS, AdaptiveMethod
 
@@ -311,6 +312,7 @@ def _summary(res, quick: bool) -> str:
              f"Stdlib corpus, {res['store']['train']} train / {res['store']['test']} test tokens "
              f"(special tokens dropped), width {cfg['width']}, {cfg['steps']} steps x {cfg['batch']}, "
              f"seeds {cfg['seeds']}. Metrics on the test split. Harvest {res['harvest_s']:.0f} s.", "",
+             *report.frontier_claims(agg, cfg["l0_targets"], quick),
              "| method | L0 target | L0 | FVU | dead fraction | seeds |", "|---|---|---|---|---|---|"]
     for (m, l0), v in sorted(agg.items(), key=lambda kv: (kv[0][1], METHODS.index(kv[0][0]))):
         lines.append(f"| {m} | {l0} | {v['l0']:.1f} | {v['fvu']:.4f} | {v['dead_fraction']:.3f} | {v['n']} |")
