@@ -231,6 +231,9 @@ def resonance(out, cfg, resume):
 
 
 def frontier(out, cfg, resume):
+    """FVU against L0 on the light problem (nothing when --problems leaves it out)."""
+    if "light" not in cfg["problems"]:
+        return []
     p = cfg["problems"]["light"]
     st = _stream(0, cfg["batch"], **p)
     common = dict(width=p["width"], steps=cfg["steps"], eval_batches=cfg["eval_batches"])

@@ -35,3 +35,10 @@ def test_toy_stream_variants():
     np.testing.assert_allclose(xu * np.linalg.norm(np.asarray(x), axis=1, keepdims=True), np.asarray(x),
                                rtol=1e-5, atol=1e-6)
     assert set(toy.ATTEMPTS) >= {"base", "tied", "width128", "unitnorm", "d84"}
+
+
+def test_frontier_without_the_light_problem_is_empty(tmp_path):
+    """`--problems heavy` once raised KeyError 'light' in the frontier section."""
+    cfg = run.settings(True)
+    cfg["problems"] = {"heavy": cfg["problems"]["heavy"]}
+    assert run.frontier(tmp_path, cfg, resume=True) == []
