@@ -43,6 +43,16 @@ def _oracle_row(d: str, by_name: dict, cfg: dict) -> str:
     return f"| {d} | *LS given true A* | " + " | ".join(_ms(v) for v in vals) + f" | {rise} |"
 
 
+def uncorrupted_sads(by_name: dict, arrays: dict, d: str, m: str, frac: float) -> tuple[list, list]:
+    """Per seed, the SAD of method m's clean run and of its run at `frac` corrupted bands, both on
+    the bands left uncorrupted in that run."""
+    sc, T = by_name[f"{d} +{frac:.0%} bad bands"], by_name[d].endmembers
+    clean_M, bad_M = arrays[(d, m)]["endmembers_all"], arrays[(sc.name, m)]["endmembers_all"]
+    seeds = range(len(sc.bad))
+    return ([_sad_on_bands(clean_M[s], T, ~sc.bad[s]) for s in seeds],
+            [_sad_on_bands(bad_M[s], T, ~sc.bad[s]) for s in seeds])
+
+
 def robust_rows(scenes: list[Scene], arrays: dict, cfg: dict, robust_methods: tuple) -> list[str]:
     """SAD on the uncorrupted bands, corrupted run vs clean run on the *same* bands (per seed).
 
@@ -55,15 +65,10 @@ def robust_rows(scenes: list[Scene], arrays: dict, cfg: dict, robust_methods: tu
     by_name = {s.name: s for s in scenes}
     reals = sorted({s.name.split(" +")[0] for s in scenes if "bad bands" in s.name})
     for d in reals:
-        T = by_name[d].endmembers
         for m in robust_methods:
-            clean_M = arrays[(d, m)]["endmembers_all"]
             row, rise = [], ""
             for f in cfg["fractions"][1:]:
-                sc = by_name[f"{d} +{f:.0%} bad bands"]
-                bad_M = arrays[(sc.name, m)]["endmembers_all"]
-                c = [_sad_on_bands(clean_M[s], T, ~sc.bad[s]) for s in range(len(sc.bad))]
-                b = [_sad_on_bands(bad_M[s], T, ~sc.bad[s]) for s in range(len(sc.bad))]
+                c, b = uncorrupted_sads(by_name, arrays, d, m, f)
                 row.append(f"{np.mean(c):.4f} / {np.mean(b):.4f} ± {np.std(b):.4f}")
                 if f == 0.1:
                     rise = f"{100 * (np.mean(b) / np.mean(c) - 1):+.0f} %"
@@ -106,14 +111,10 @@ def outlier_claims(scenes: list[Scene], arrays: dict, cfg: dict, robust_methods:
     by_name = {s.name: s for s in scenes}
     here, missing = [], []
     for d in sorted({s.name.split(" +")[0] for s in scenes if "bad bands" in s.name}):
-        sc = by_name[f"{d} +10% bad bands"]
         rises = {}
         for m in robust_methods:
-            clean = np.mean([_sad_on_bands(arrays[(d, m)]["endmembers_all"][s], by_name[d].endmembers, ~sc.bad[s])
-                             for s in range(len(sc.bad))])
-            bad = np.mean([_sad_on_bands(arrays[(sc.name, m)]["endmembers_all"][s], by_name[d].endmembers, ~sc.bad[s])
-                           for s in range(len(sc.bad))])
-            rises[m] = 100 * (bad / clean - 1)
+            clean, bad = uncorrupted_sads(by_name, arrays, d, m, 0.1)
+            rises[m] = 100 * (np.mean(bad) / np.mean(clean) - 1)
         smallest = min(rises, key=lambda m: rises[m])
         here.append(f"{d}: RRLbS {rises['RRLbS']:+.0f} % (" + ", ".join(
             f"{m} {v:+.0f} %" for m, v in rises.items() if m != "RRLbS") + ")")
