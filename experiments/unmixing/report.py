@@ -7,7 +7,7 @@ import numpy as np
 from experiments._claims import claims
 from experiments.unmixing.scenes import Scene
 from jsparse.core import metrics as core_metrics
-from jsparse.unmixing import metrics
+from jsparse.unmixing import datasets, metrics
 
 
 def _ms(values) -> str:
@@ -77,7 +77,7 @@ def robust_rows(scenes: list[Scene], arrays: dict, cfg: dict, robust_methods: tu
 
 
 FULL = "python -m experiments.unmixing.run --full --out results/unmixing"
-REAL = ("samson", "jasper", "urban")
+REAL = tuple(datasets.DATASETS)  # the real scenes the paper reports
 
 
 def scene_claims(base: list[str], cells: dict, methods: list, quick: bool) -> list[str]:
